@@ -1,0 +1,207 @@
+"""`tiny`: the public decorator. Flattens arguments, looks up a program per signature, replays it, unflattens.
+
+Nothing here knows about primitives: tracing is JAX's (on ShapeDtypeStructs, so no data is copied into JAX) and
+evaluation is the interpreter's. A Program is built once per signature and replays captured kernels after that.
+"""
+import dataclasses
+import functools
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tinygrad import Device, Tensor, TinyJit
+from tinygrad.engine.jit import JitError
+
+from .dtypes import is_key_dtype, to_jax, to_tiny
+from .interpreter import building, collect_consts, const_tensor, eval_closed_jaxpr, numpy_to_tensor
+
+
+@dataclasses.dataclass
+class TinyKey:
+  """A typed JAX PRNG key (`jax.random.key`) living on a tinygrad device: its uint32 key data and its impl.
+  tiny functions take and return these where JAX would take and return typed keys."""
+  data: Tensor
+  dtype: object   # the key dtype, e.g. key<fry>
+
+  @property
+  def shape(self): return self.data.shape[:len(self.data.shape) - len(self.dtype._impl.key_shape)]
+
+  def to_jax(self): return jax.random.wrap_key_data(self.data.numpy(), impl=self.dtype._impl)
+
+
+def _is_leaf(x): return isinstance(x, TinyKey)
+
+
+@dataclasses.dataclass(frozen=True)
+class Leaf:
+  """What a flattened argument contributes to the signature."""
+  shape: tuple
+  dtype: object
+  weak_type: bool
+
+  def abstract(self): return jax.ShapeDtypeStruct(self.shape, self.dtype, weak_type=self.weak_type)
+
+
+def leaf_signature(x) -> Leaf:
+  if isinstance(x, Tensor): return Leaf(tuple(x.shape), to_jax(x.dtype), False)
+  if isinstance(x, TinyKey): return Leaf(tuple(x.shape), x.dtype, False)
+  if isinstance(x, jax.Array): return Leaf(tuple(x.shape), x.dtype, bool(getattr(x, "weak_type", False)))
+  if isinstance(x, (np.ndarray, np.generic)): return Leaf(tuple(np.shape(x)), jax.dtypes.canonicalize_dtype(x.dtype), False)
+  if isinstance(x, (bool, int, float)):   # bool before int: bool is an int subclass; Python scalars are weak-typed as in JAX
+    return Leaf((), jax.dtypes.canonicalize_dtype(type(x)), not isinstance(x, bool))
+  raise TypeError(f"tinyjax: an argument leaf of type {type(x).__name__} is not supported; pass tinygrad Tensors, "
+                  f"jax or numpy arrays, or Python scalars (mark other arguments static with static_argnums/static_argnames)")
+
+
+def leaf_to_tensor(x, sig: Leaf, device) -> Tensor:
+  """The leaf as a realized buffer on the device, with the dtype JAX traced it with."""
+  if isinstance(x, TinyKey): x = x.data
+  if isinstance(x, Tensor):
+    t = x if x.device == device else x.to(device)
+    if t.dtype != (want := to_tiny(sig.dtype)): t = t.cast(want)   # e.g. float64 data while x64 is off
+    return t.clone() if t.uop.is_virtual else t
+  if isinstance(x, jax.Array) and is_key_dtype(x.dtype): x = jax.random.key_data(x)
+  return numpy_to_tensor(np.asarray(x, dtype=None if is_key_dtype(sig.dtype) else sig.dtype), device)
+
+
+class Program:
+  """One traced signature: the ClosedJaxpr, its constants as buffers, and (with jit) the captured kernels."""
+
+  def __init__(self, closed_jaxpr, out_tree, device, use_jit):
+    self.closed_jaxpr, self.out_tree, self.device, self.use_jit = closed_jaxpr, out_tree, device, use_jit
+    self.const_cache = {}
+    with building(device, self.const_cache):
+      consts = [const_tensor(c) for c in collect_consts(closed_jaxpr)]
+    if consts: Tensor.realize(*consts)
+    self.out_avals = closed_jaxpr.out_avals
+    self.lower_count = 0
+    self._jit, self._out_buffers = None, None
+
+  def evaluate(self, inputs):
+    """The interpreter's lazy outputs for these inputs (the graph tinygrad will fuse)."""
+    self.lower_count += 1
+    with building(self.device, self.const_cache):
+      return eval_closed_jaxpr(self.closed_jaxpr, *inputs)
+
+  def __call__(self, inputs):
+    if not self.use_jit: return self.evaluate(inputs)
+    unique, positions = _dedupe(inputs)
+    if self._jit is None: self._capture(unique, positions)
+    if self._jit is False:   # nothing for TinyJit to capture (e.g. no non-empty outputs): run eagerly
+      outs = self.evaluate(inputs)
+      Tensor.realize(*[o for o in outs if o.numel() and not o.uop.is_realized])
+      return [self._fresh(o) for o in outs]
+    self._jit(*unique)
+    # TinyJit hands back the same buffers on every replay: copy them out so the caller's results stay valid
+    outs = [b.clone() if b is not None else _empty_like(aval, self.device) for b, aval in zip(self._out_buffers, self.out_avals)]
+    Tensor.realize(*[o for o in outs if o.numel()])
+    return outs
+
+  def _fresh(self, t):
+    return t.clone() if t.uop.is_realized or t.uop.is_virtual else t
+
+  def _capture(self, unique, positions):
+    self._out_buffers = [None if 0 in aval.shape else Tensor.empty(*aval.shape, dtype=to_tiny(aval.dtype), device=self.device).realize()
+                         for aval in self.out_avals]
+    def run(*unique_inputs):
+      outs = self.evaluate([unique_inputs[i] for i in positions])
+      assigned = [buf.assign(o) for buf, o in zip(self._out_buffers, outs) if buf is not None]
+      Tensor.realize(*assigned)
+    if not any(b is not None for b in self._out_buffers):
+      self._jit = False
+      return
+    jit = TinyJit(run)
+    jit.cnt = 1    # capture on the first call: our inputs and constants are already realized buffers
+    try:
+      jit(*unique)
+      self._jit = jit
+    except JitError:   # e.g. every output is a constant: there are no kernels to capture
+      self._jit = False
+
+  def __getstate__(self): raise TypeError("tinyjax programs cannot be pickled")
+
+
+def _dedupe(tensors):
+  """TinyJit refuses the same buffer twice: pass each buffer once and remember where it goes."""
+  unique, index, positions = [], {}, []
+  for t in tensors:
+    key = id(t.uop.base)
+    if key not in index: index[key] = len(unique); unique.append(t)
+    positions.append(index[key])
+  return unique, positions
+
+
+def _empty_like(aval, device): return Tensor.empty(*aval.shape, dtype=to_tiny(aval.dtype), device=device)
+
+
+class tiny:
+  """Run a JAX function on tinygrad: `@tiny` or `tiny(f, static_argnums=..., static_argnames=..., device=..., jit=...)`.
+
+  Returns the pytree JAX would return with tinygrad Tensors as leaves (typed PRNG keys as TinyKey). With jit=True
+  (the default) each signature is traced once and its kernels are captured once and replayed; with jit=False
+  every call returns the lazy, unrealized graph.
+  """
+
+  def __init__(self, fun=None, *, static_argnums=(), static_argnames=(), device=None, jit=True):
+    if fun is None:   # used as @tiny(...)
+      self._partial = dict(static_argnums=static_argnums, static_argnames=static_argnames, device=device, jit=jit)
+      return
+    self._partial = None
+    self.fun = fun
+    self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+    self.static_argnames = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+    self.device = Device.canonicalize(device) if device else None
+    self.jit = jit
+    self.programs: dict = {}
+    self.trace_count = 0
+    try: self._signature = inspect.signature(fun)
+    except (TypeError, ValueError): self._signature = None
+    functools.update_wrapper(self, fun)
+
+  def __call__(self, *args, **kwargs):
+    if self._partial is not None: return tiny(args[0], **self._partial)
+    device = self.device or Device.DEFAULT
+    static_args, dyn_args, static_kwargs, dyn_kwargs = self._split_static(args, kwargs)
+    leaves, in_tree = jax.tree_util.tree_flatten((dyn_args, dyn_kwargs), is_leaf=_is_leaf)
+    sigs = tuple(leaf_signature(x) for x in leaves)
+    key = (in_tree, sigs, static_args, tuple(sorted(static_kwargs.items())), device)
+    program = self.programs.get(key)
+    if program is None:
+      program = self.programs[key] = self._build(in_tree, sigs, static_args, static_kwargs, len(args), device)
+    outs = program([leaf_to_tensor(x, s, device) for x, s in zip(leaves, sigs)])
+    outs = [TinyKey(o, aval.dtype) if is_key_dtype(aval.dtype) else o for o, aval in zip(outs, program.out_avals)]
+    return jax.tree_util.tree_unflatten(program.out_tree, outs)
+
+  def lower(self, *args, **kwargs):
+    """The Program (ClosedJaxpr, constants, captured kernels) this call would run, built if needed."""
+    self(*args, **kwargs)
+    return next(reversed(self.programs.values()))
+
+  def _split_static(self, args, kwargs):
+    static_args = tuple((i, _hashable(args[i], f"argument {i}")) for i in self.static_argnums if i < len(args))
+    dyn_args = tuple(a for i, a in enumerate(args) if i not in self.static_argnums)
+    static_kwargs = {k: _hashable(v, f"argument '{k}'") for k, v in kwargs.items() if k in self.static_argnames}
+    dyn_kwargs = {k: v for k, v in kwargs.items() if k not in self.static_argnames}
+    return static_args, dyn_args, static_kwargs, dyn_kwargs
+
+  def _build(self, in_tree, sigs, static_args, static_kwargs, n_args, device):
+    def flat_fun(*flat):
+      dyn_args, dyn_kwargs = jax.tree_util.tree_unflatten(in_tree, list(flat))
+      args, it = [], iter(dyn_args)
+      static = dict(static_args)
+      for i in range(n_args): args.append(static[i] if i in static else next(it))
+      return self.fun(*args, **dyn_kwargs, **static_kwargs)
+    self.trace_count += 1
+    closed_jaxpr, out_shape = jax.make_jaxpr(flat_fun, return_shape=True)(*[s.abstract() for s in sigs])
+    out_tree = jax.tree_util.tree_structure(out_shape)
+    return Program(closed_jaxpr, out_tree, device, self.jit)
+
+  def __get__(self, obj, objtype=None):   # decorating a method
+    return self if obj is None else functools.partial(self, obj)
+
+
+def _hashable(value, what):
+  try: hash(value)
+  except TypeError: raise TypeError(f"tinyjax: static {what} must be hashable, got {type(value).__name__}") from None
+  return value

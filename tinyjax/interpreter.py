@@ -1,0 +1,150 @@
+"""Evaluates a ClosedJaxpr on lazy tinygrad Tensors, one equation at a time (Autodidax's eval_jaxpr, plus errors
+that point at the user's source line)."""
+import contextlib
+import contextvars
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax._src import source_info_util
+from jax.extend import core as jcore
+from jax.extend.core import primitives as P
+from tinygrad import Tensor
+
+from .dtypes import is_key_dtype, to_tiny
+from .ops import DEVICE, RULES, const, primitive, register
+
+# Tensors for a program's constants (closed-over arrays, array literals), made once per program and reused:
+# id(value) -> (value, Tensor). The value is kept so that its id stays unique while the program lives.
+CONSTS = contextvars.ContextVar("tinyjax_consts", default=None)
+
+
+class UnsupportedPrimitiveError(NotImplementedError):
+  """A primitive without a rule, or a case of one that the rule does not handle."""
+
+
+def eval_jaxpr(jaxpr, consts, *args):
+  env = {}
+  def read(v): return literal(v) if isinstance(v, jcore.Literal) else env[v]
+  def write(v, val):
+    if not isinstance(v, jcore.DropVar): env[v] = val
+  for v, val in zip(jaxpr.constvars, consts): write(v, val)
+  for v, val in zip(jaxpr.invars, args, strict=True): write(v, val)
+  for eqn in jaxpr.eqns:
+    outs = apply_rule(eqn, [read(v) for v in eqn.invars])
+    for v, val in zip(eqn.outvars, outs if eqn.primitive.multiple_results else [outs], strict=True): write(v, val)
+  return [read(v) for v in jaxpr.outvars]
+
+
+def eval_closed_jaxpr(closed, *args): return eval_jaxpr(closed.jaxpr, [const_tensor(c) for c in closed.consts], *args)
+
+
+def literal(v):
+  aval = v.aval
+  if is_key_dtype(aval.dtype): raise TypeError("tinyjax: a PRNG key literal in a Jaxpr is not supported")
+  return const_tensor(v.val, aval.dtype) if np.ndim(v.val) else const(v.val, aval.dtype, aval.shape)
+
+
+def const_tensor(value, dtype=None) -> Tensor:
+  """A program constant as a device buffer, converted once per program (see CONSTS)."""
+  if isinstance(value, Tensor): return value
+  cache = CONSTS.get()
+  if cache is not None and id(value) in cache: return cache[id(value)][1]
+  data = jax.random.key_data(value) if is_key_dtype(getattr(value, "dtype", None)) else value
+  t = numpy_to_tensor(np.asarray(data, dtype=dtype), DEVICE.get())
+  if cache is not None: cache[id(value)] = (value, t)
+  return t
+
+
+def numpy_to_tensor(a: np.ndarray, device) -> Tensor:
+  """A numpy array as a realized device buffer (bf16 travels as its uint16 bits; scalars as shape (1,) then reshaped,
+  since tinygrad folds a 0-d array into a constant that TinyJit cannot take as an input)."""
+  target = to_tiny(a.dtype)
+  raw = a.view(np.uint16) if a.dtype == jnp.bfloat16 else a
+  t = Tensor(np.ascontiguousarray(raw).reshape(-1) if raw.size else raw, device=device)
+  if t.dtype != target: t = t.bitcast(target)
+  return t.reshape(a.shape)
+
+
+def collect_consts(closed):
+  """Every constant a program needs — its own, sub-jaxprs', array literals — so they become buffers before capture."""
+  found = list(closed.consts)
+  def walk(jaxpr):
+    for eqn in jaxpr.eqns:
+      found.extend(v.val for v in eqn.invars if isinstance(v, jcore.Literal) and np.ndim(v.val))
+      for sub in _subjaxprs(eqn.params):
+        if isinstance(sub, jcore.ClosedJaxpr): found.extend(sub.consts); walk(sub.jaxpr)
+        else: walk(sub)
+  walk(closed.jaxpr)
+  return found
+
+
+def _subjaxprs(params):
+  for p in params.values():
+    for item in (p if isinstance(p, (tuple, list)) else (p,)):
+      if isinstance(item, (jcore.ClosedJaxpr, jcore.Jaxpr)): yield item
+
+
+# ---- errors that name the primitive and the user's line --------------------------------------------------------
+
+def apply_rule(eqn, invals):
+  rule = RULES.get(eqn.primitive)
+  if rule is None:
+    raise UnsupportedPrimitiveError(f"tinyjax has no rule for primitive '{eqn.primitive.name}'{describe(eqn)}")
+  try:
+    return rule(*invals, **eqn.params)
+  except TinyJaxErrorMixin: raise
+  except (NotImplementedError, TypeError, ValueError) as e:
+    raise _located(type(e) if type(e) in (NotImplementedError, TypeError, ValueError) else NotImplementedError,
+                   f"tinyjax: primitive '{eqn.primitive.name}' failed: {e}{describe(eqn)}") from e
+  except Exception as e:
+    raise _located(NotImplementedError, f"tinyjax: primitive '{eqn.primitive.name}' failed ({type(e).__name__}: {e}){describe(eqn)}") from e
+
+
+class TinyJaxErrorMixin(Exception):
+  """Marks an error that already carries its location, so enclosing sub-jaxpr equations pass it through."""
+
+
+def _located(kind, message):
+  return type(f"Tinyjax{kind.__name__}", (kind, TinyJaxErrorMixin), {})(message)
+
+
+def describe(eqn) -> str:
+  shapes = ", ".join(str(v.aval) for v in eqn.invars)
+  params = ", ".join(f"{k}={_short(v)}" for k, v in eqn.params.items())
+  return f"\n  inputs: ({shapes})\n  params: {{{params}}}\n  at {source_info_util.summarize(eqn.source_info)}"
+
+
+def _short(v) -> str:
+  s = "<jaxpr>" if isinstance(v, (jcore.ClosedJaxpr, jcore.Jaxpr)) else repr(v)
+  return s if len(s) < 80 else s[:77] + "..."
+
+
+# ---- primitives that carry a sub-jaxpr: evaluate the primal computation ----------------------------------------
+
+@register(*filter(None, (primitive("jit_p"), primitive("pjit_p"))))
+def jit(*args, jaxpr, **_): return eval_closed_jaxpr(jaxpr, *args)
+
+
+@register(P.closed_call_p)
+def closed_call(*args, call_jaxpr, **_): return eval_closed_jaxpr(call_jaxpr, *args)
+
+
+@register(P.remat_p)
+def remat(*args, jaxpr, **_): return eval_jaxpr(jaxpr, [], *args)
+
+
+@register(P.custom_jvp_call_p)
+def custom_jvp_call(*args, call_jaxpr, **_): return eval_closed_jaxpr(call_jaxpr, *args)
+
+
+@register(P.custom_vjp_call_p)
+def custom_vjp_call(*args, call_jaxpr, **_): return eval_closed_jaxpr(call_jaxpr, *args)
+
+
+@contextlib.contextmanager
+def building(device, const_cache):
+  """The context a program is built in: the device for new tensors and the program's constant cache."""
+  dev_token, const_token = DEVICE.set(device), CONSTS.set(const_cache)
+  try: yield
+  finally: DEVICE.reset(dev_token); CONSTS.reset(const_token)
