@@ -1,4 +1,5 @@
 import os
+import shutil
 
 from hypothesis import HealthCheck, settings
 
@@ -7,3 +8,8 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("tinyjax", max_examples=int(os.environ.get("TINYJAX_EXAMPLES", "15")), deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile("tinyjax")
+
+# tinygrad's CPU device compiles C with $CC (default `clang`); bfloat16 needs clang >= 17 (Debian 12's `clang` is 14).
+if "CC" not in os.environ:
+  newest = next((c for v in range(30, 16, -1) if (c := shutil.which(f"clang-{v}"))), None)
+  if newest: os.environ["CC"] = newest

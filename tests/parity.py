@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from tinygrad import Tensor
 
+import tinyjax
 from tinyjax import TinyKey, tiny
 
 # default tolerances by dtype, for results of floating-point arithmetic
@@ -14,8 +15,7 @@ TOLERANCE = {np.dtype(np.float16): (2e-3, 1e-3), np.dtype(jnp.bfloat16): (1.6e-2
 
 
 def to_numpy(x):
-  if isinstance(x, TinyKey): return np.asarray(x.data.numpy())
-  if isinstance(x, Tensor): return x.numpy()
+  if isinstance(x, (TinyKey, Tensor)): return tinyjax.to_numpy(x)
   if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key): return np.asarray(jax.random.key_data(x))
   return np.asarray(x)
 

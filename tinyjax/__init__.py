@@ -1,6 +1,6 @@
 """tinyjax: run JAX programs on tinygrad. `from tinyjax import tiny`."""
-from . import ops, interpreter, shapes, reductions, conv  # noqa: F401  (each module registers its rules)
-from .decorator import TinyKey, tiny
+from . import ops, interpreter, shapes, reductions, conv, random  # noqa: F401  (each module registers its rules)
+from .decorator import TinyKey, tiny, to_numpy
 from .interpreter import UnsupportedPrimitiveError
 
-__all__ = ["tiny", "TinyKey", "UnsupportedPrimitiveError"]
+__all__ = ["tiny", "to_numpy", "TinyKey", "UnsupportedPrimitiveError"]

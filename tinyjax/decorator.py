@@ -10,10 +10,10 @@ import inspect
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tinygrad import Device, Tensor, TinyJit
+from tinygrad import Device, Tensor, TinyJit, dtypes
 from tinygrad.engine.jit import JitError
 
-from .dtypes import is_key_dtype, to_jax, to_tiny
+from .dtypes import is_key_dtype, physical_shape, to_jax, to_tiny
 from .interpreter import building, collect_consts, const_tensor, eval_closed_jaxpr, numpy_to_tensor
 
 
@@ -65,6 +65,16 @@ def leaf_to_tensor(x, sig: Leaf, device) -> Tensor:
   return numpy_to_tensor(np.asarray(x, dtype=None if is_key_dtype(sig.dtype) else sig.dtype), device)
 
 
+def to_numpy(tree):
+  """A pytree of tiny outputs as numpy arrays with JAX's dtypes (tinygrad's .numpy() widens bfloat16 to float32)."""
+  def leaf(x):
+    if isinstance(x, TinyKey): x = x.data
+    if not isinstance(x, Tensor): return np.asarray(x)
+    if x.dtype == dtypes.bfloat16: return x.bitcast(dtypes.uint16).numpy().view(jnp.bfloat16)
+    return x.numpy()
+  return jax.tree_util.tree_map(leaf, tree, is_leaf=_is_leaf)
+
+
 class Program:
   """One traced signature: the ClosedJaxpr, its constants as buffers, and (with jit) the captured kernels."""
 
@@ -102,8 +112,7 @@ class Program:
     return t.clone() if t.uop.is_realized or t.uop.is_virtual else t
 
   def _capture(self, unique, positions):
-    self._out_buffers = [None if 0 in aval.shape else Tensor.empty(*aval.shape, dtype=to_tiny(aval.dtype), device=self.device).realize()
-                         for aval in self.out_avals]
+    self._out_buffers = [None if 0 in physical_shape(aval) else _empty_like(aval, self.device).realize() for aval in self.out_avals]
     def run(*unique_inputs):
       outs = self.evaluate([unique_inputs[i] for i in positions])
       assigned = [buf.assign(o) for buf, o in zip(self._out_buffers, outs) if buf is not None]
@@ -132,7 +141,7 @@ def _dedupe(tensors):
   return unique, positions
 
 
-def _empty_like(aval, device): return Tensor.empty(*aval.shape, dtype=to_tiny(aval.dtype), device=device)
+def _empty_like(aval, device): return Tensor.empty(*physical_shape(aval), dtype=to_tiny(aval.dtype), device=device)
 
 
 class tiny:
@@ -162,40 +171,46 @@ class tiny:
   def __call__(self, *args, **kwargs):
     if self._partial is not None: return tiny(args[0], **self._partial)
     device = self.device or Device.DEFAULT
-    static_args, dyn_args, static_kwargs, dyn_kwargs = self._split_static(args, kwargs)
-    leaves, in_tree = jax.tree_util.tree_flatten((dyn_args, dyn_kwargs), is_leaf=_is_leaf)
-    sigs = tuple(leaf_signature(x) for x in leaves)
-    key = (in_tree, sigs, static_args, tuple(sorted(static_kwargs.items())), device)
+    key, leaves, sigs, trace = self._signature_of(args, kwargs, device)
     program = self.programs.get(key)
-    if program is None:
-      program = self.programs[key] = self._build(in_tree, sigs, static_args, static_kwargs, len(args), device)
+    if program is None: program = self.programs[key] = Program(*trace(), device, self.jit)
     outs = program([leaf_to_tensor(x, s, device) for x, s in zip(leaves, sigs)])
     outs = [TinyKey(o, aval.dtype) if is_key_dtype(aval.dtype) else o for o, aval in zip(outs, program.out_avals)]
     return jax.tree_util.tree_unflatten(program.out_tree, outs)
 
-  def lower(self, *args, **kwargs):
-    """The Program (ClosedJaxpr, constants, captured kernels) this call would run, built if needed."""
-    self(*args, **kwargs)
-    return next(reversed(self.programs.values()))
+  def report(self, *args, **kwargs) -> str:
+    """Before running anything: which primitives this call needs, whether each has a rule, and where it comes from."""
+    from .coverage import report
+    _, _, _, trace = self._signature_of(args, kwargs, self.device or Device.DEFAULT)
+    return report(trace()[0])
 
-  def _split_static(self, args, kwargs):
+  def lower(self, *args, **kwargs) -> "Program":
+    """The Program (ClosedJaxpr, constants, captured kernels) this call runs, built if needed."""
+    device = self.device or Device.DEFAULT
+    key, *_ = self._signature_of(args, kwargs, device)
+    self(*args, **kwargs)
+    return self.programs[key]
+
+  def _signature_of(self, args, kwargs, device):
+    """The cache key of a call, its flat leaves and their signatures, and a thunk that traces it."""
     static_args = tuple((i, _hashable(args[i], f"argument {i}")) for i in self.static_argnums if i < len(args))
     dyn_args = tuple(a for i, a in enumerate(args) if i not in self.static_argnums)
     static_kwargs = {k: _hashable(v, f"argument '{k}'") for k, v in kwargs.items() if k in self.static_argnames}
     dyn_kwargs = {k: v for k, v in kwargs.items() if k not in self.static_argnames}
-    return static_args, dyn_args, static_kwargs, dyn_kwargs
+    leaves, in_tree = jax.tree_util.tree_flatten((dyn_args, dyn_kwargs), is_leaf=_is_leaf)
+    sigs = tuple(leaf_signature(x) for x in leaves)
+    key = (in_tree, sigs, static_args, tuple(sorted(static_kwargs.items())), device, jax.config.jax_enable_x64)
 
-  def _build(self, in_tree, sigs, static_args, static_kwargs, n_args, device):
-    def flat_fun(*flat):
-      dyn_args, dyn_kwargs = jax.tree_util.tree_unflatten(in_tree, list(flat))
-      args, it = [], iter(dyn_args)
-      static = dict(static_args)
-      for i in range(n_args): args.append(static[i] if i in static else next(it))
-      return self.fun(*args, **dyn_kwargs, **static_kwargs)
-    self.trace_count += 1
-    closed_jaxpr, out_shape = jax.make_jaxpr(flat_fun, return_shape=True)(*[s.abstract() for s in sigs])
-    out_tree = jax.tree_util.tree_structure(out_shape)
-    return Program(closed_jaxpr, out_tree, device, self.jit)
+    def trace():
+      def flat_fun(*flat):
+        dyn, dyn_kw = jax.tree_util.tree_unflatten(in_tree, list(flat))
+        statics, rest = dict(static_args), iter(dyn)
+        full = [statics[i] if i in statics else next(rest) for i in range(len(args))]
+        return self.fun(*full, **dyn_kw, **static_kwargs)
+      self.trace_count += 1
+      closed_jaxpr, out_shape = jax.make_jaxpr(flat_fun, return_shape=True)(*[s.abstract() for s in sigs])
+      return closed_jaxpr, jax.tree_util.tree_structure(out_shape)
+    return key, leaves, sigs, trace
 
   def __get__(self, obj, objtype=None):   # decorating a method
     return self if obj is None else functools.partial(self, obj)

@@ -35,3 +35,8 @@ def is_float(dtype) -> bool: return jax.numpy.issubdtype(dtype, jax.numpy.floati
 def is_signed_int(dtype) -> bool: return jax.numpy.issubdtype(dtype, jax.numpy.signedinteger)
 def is_unsigned_int(dtype) -> bool: return jax.numpy.issubdtype(dtype, jax.numpy.unsignedinteger)
 def is_int(dtype) -> bool: return jax.numpy.issubdtype(dtype, jax.numpy.integer)
+
+
+def physical_shape(aval) -> tuple:
+  """The shape of the tensor that carries a value of this aval: a typed key adds its key-data dims (threefry: 2)."""
+  return tuple(aval.shape) + (tuple(aval.dtype._impl.key_shape) if is_key_dtype(aval.dtype) else ())

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sets up (clang-19 for tinygrad's CPU device, POCL for a real OpenCL device, a .venv with the test extras) and runs
+# the whole test suite on DEV=CPU, then a representative subset again on DEV=CL. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh "clang-19 pocl-opencl-icd" "test,opencl"
+export CC=${CC:-clang-19}   # bfloat16 kernels need clang >= 17; Debian 12's default clang is 14
+echo "== DEV=CPU: the whole suite"
+DEV=CPU .venv/bin/python -m pytest -q -n 2 -p no:cacheprovider "$@"
+echo "== DEV=CL (POCL): decorator, models and a subset of every family"
+DEV=CL .venv/bin/python -m pytest -q -n 2 -p no:cacheprovider -m "not slow" tests/test_decorator.py tests/test_models.py "$@"

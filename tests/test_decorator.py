@@ -1,0 +1,205 @@
+"""The `tiny` contract: pytrees in and out, leaf kinds, static arguments, the signature cache, output lifetime,
+the lazy mode, devices, and errors that name the primitive and the user's line."""
+import dataclasses
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from tinygrad import Device, Tensor
+
+from parity import assert_same, check
+from tinyjax import TinyKey, UnsupportedPrimitiveError, tiny
+
+
+def f_tree(params, x):
+  return {"sum": params["w"] * x + params["b"], "parts": [params["w"].sum(), (x.max(),)], "none": None}
+
+
+def test_pytree_structure_matches_jax():
+  params = {"w": np.arange(3, dtype=np.float32), "b": np.float32(1.5)}
+  check(f_tree, params, np.ones(3, np.float32))
+
+
+def test_frozendict_and_registered_dataclass():
+  @flax.struct.dataclass
+  class State:
+    a: jax.Array
+    b: jax.Array
+  def f(state, d): return State(a=state.a + d["x"], b=state.b * 2)
+  got, _ = check(f, State(np.ones(2, np.float32), np.arange(2, dtype=np.int32)), flax.core.FrozenDict(x=np.float32(3)))
+  assert isinstance(got, State) and isinstance(got.a, Tensor)
+
+
+@pytest.mark.parametrize("make", [lambda a: Tensor(a), jnp.asarray, np.asarray], ids=["tinygrad", "jax", "numpy"])
+def test_leaf_kinds(make):
+  a = np.arange(6, dtype=np.float32).reshape(2, 3)
+  got = tiny(lambda x: x * 2)(make(a))
+  assert isinstance(got, Tensor)
+  np.testing.assert_array_equal(got.numpy(), a * 2)
+
+
+@pytest.mark.parametrize("scalar", [2, 2.5, True])
+@pytest.mark.parametrize("dtype", [np.float16, np.int8, np.uint8, jnp.bfloat16])
+def test_python_scalars_are_weakly_typed(scalar, dtype):
+  check(lambda x, s: x * s, np.arange(4).astype(dtype), scalar)
+
+
+def test_python_scalar_alone_is_weak_float32():
+  check(lambda s: s * 3, 1.5)
+  check(lambda s: s * 3, 7)
+
+
+def test_static_argnums_and_argnames_and_kwargs():
+  def f(x, n, *, mode, scale=1.0):
+    return (x * n if mode == "mul" else x + n) * scale
+  g = tiny(f, static_argnums=1, static_argnames="mode")
+  x = np.arange(3, dtype=np.float32)
+  np.testing.assert_array_equal(g(x, 3, mode="mul", scale=2.0).numpy(), x * 6)
+  np.testing.assert_array_equal(g(x, 3, mode="add", scale=2.0).numpy(), (x + 3) * 2)
+  np.testing.assert_array_equal(g(x, 4, mode="add", scale=0.5).numpy(), (x + 4) * 0.5)
+  assert g.trace_count == 3
+
+
+def test_decorator_with_options():
+  @tiny(static_argnums=(1,))
+  def f(x, n): return x ** n
+  np.testing.assert_array_equal(f(np.float32(2), 3).numpy(), 8)
+
+
+def test_repeated_signature_neither_retraces_nor_relowers():
+  f = tiny(lambda x, y: jnp.tanh(x) * y)
+  for i in range(4):
+    f(np.full((2, 3), i, np.float32), np.ones(3, np.float32))
+  assert f.trace_count == 1
+  (program,) = f.programs.values()
+  assert program.lower_count == 1
+  f(np.ones((5, 3), np.float32), np.ones(3, np.float32))     # a new shape is a new signature
+  f(np.ones((2, 3), np.float16), np.ones(3, np.float16))     # so is a new dtype
+  f(np.ones((2, 3), np.float32), 1.0)                              # and a weak-typed scalar
+  assert f.trace_count == 4
+
+
+def test_outputs_of_call_n_survive_call_n_plus_1():
+  f = tiny(lambda x: (x * 2, x.sum()))
+  outs = [f(np.full(3, i, np.float32)) for i in range(5)]
+  for i, (doubled, total) in enumerate(outs):
+    np.testing.assert_array_equal(doubled.numpy(), np.full(3, 2 * i, np.float32))
+    assert total.numpy() == 3 * i
+
+
+def test_training_loop_feeds_outputs_back():
+  @tiny
+  def step(w, x):
+    loss, g = jax.value_and_grad(lambda w: jnp.sum((x @ w - 1.0) ** 2))(w)
+    return w - 0.01 * g, loss
+  w_tg, w_np = Tensor(np.zeros((3, 1), np.float32)), np.zeros((3, 1), np.float32)
+  x = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+  reference = jax.jit(step.fun)
+  history = []
+  for _ in range(6):
+    w_tg, loss = step(w_tg, x)
+    w_np, loss_np = reference(w_np, x)
+    history.append(loss)
+    np.testing.assert_allclose(w_tg.numpy(), np.asarray(w_np), rtol=1e-5, atol=1e-6)
+  assert step.trace_count == 1
+  assert history[0].numpy() > history[-1].numpy()   # earlier outputs still readable and unchanged
+
+
+def test_identity_and_constant_outputs_are_fresh_each_call():
+  f = tiny(lambda x, y: (x, y, jnp.float32(7), jnp.zeros((0, 2))))
+  a = f(np.float32(1), np.arange(2))
+  b = f(np.float32(2), np.arange(2) + 5)
+  assert a[0].numpy() == 1 and b[0].numpy() == 2
+  np.testing.assert_array_equal(a[1].numpy(), [0, 1])
+  assert a[2].numpy() == 7 and a[3].shape == (0, 2)
+
+
+def test_same_tensor_passed_twice():
+  t = Tensor(np.arange(3, dtype=np.float32))
+  f = tiny(lambda a, b: a * b)
+  for _ in range(3): np.testing.assert_array_equal(f(t, t).numpy(), np.arange(3) ** 2)
+
+
+def test_zero_size_inputs_and_outputs():
+  check(lambda x, y: (x * 2, x.sum(), y + 1), np.zeros((0, 3), np.float32), np.ones(2, np.int32))
+
+
+def test_lazy_mode_returns_unrealized_graph():
+  f = tiny(lambda a, b: a + jnp.sin(b) * 3.0, jit=False)
+  out = f(Tensor([1.0, 2.0, 3.0]), Tensor([4.0, 5.0, 6.0]))
+  assert not out.uop.is_realized
+  np.testing.assert_allclose(out.numpy(), np.array([1, 2, 3]) + np.sin([4.0, 5, 6]) * 3, rtol=1e-6)
+
+
+def test_explicit_device():
+  f = tiny(lambda x: x + 1, device="CPU")
+  out = f(Tensor(np.ones(2, np.float32), device=Device.DEFAULT))
+  assert out.device == "CPU"
+  np.testing.assert_array_equal(out.numpy(), [2, 2])
+
+
+def test_typed_keys_go_in_and_come_out():
+  key = jax.random.key(3)
+  got = tiny(lambda k: (k, jax.random.key_data(k)))(key)
+  assert isinstance(got[0], TinyKey)
+  np.testing.assert_array_equal(got[1].numpy(), np.asarray(jax.random.key_data(key)))
+  np.testing.assert_array_equal(np.asarray(jax.random.key_data(got[0].to_jax())), np.asarray(jax.random.key_data(key)))
+
+
+def test_grad_of_relu_network():
+  rng = np.random.default_rng(0)
+  params = {"w1": rng.normal(size=(5, 16)).astype(np.float32), "w2": rng.normal(size=(16, 1)).astype(np.float32)}
+  x = rng.normal(size=(32, 5)).astype(np.float32)
+  def loss(p, x): return jnp.mean(jax.nn.relu(x @ p["w1"]) @ p["w2"]) + jnp.mean(jax.nn.softplus(x))
+  check(jax.grad(loss), params, x)
+  check(jax.value_and_grad(loss), params, x)
+
+
+def test_vmap():
+  check(jax.vmap(lambda a, b: jnp.dot(a, b) * 2), np.ones((4, 3), np.float32), np.arange(12.0, dtype=np.float32).reshape(4, 3))
+
+
+def test_float64_under_x64():
+  with jax.enable_x64(True):
+    check(lambda x, y: x * y + 1, np.linspace(0, 1, 5), np.arange(5))
+
+
+def test_unsupported_primitive_names_it_and_the_users_line():
+  def uses_fft(x): return jnp.fft.fft(x).real   # complex: tinygrad has no complex dtype
+  with pytest.raises(TypeError) as err:
+    tiny(uses_fft)(np.ones(4, np.float32))
+  assert "complex" in str(err.value)
+
+
+def test_error_points_at_user_source_line():
+  from jax.extend.core import primitives as P
+  import tinyjax.ops as ops
+  saved = ops.RULES.pop(P.cos_p)
+  try:
+    with pytest.raises(UnsupportedPrimitiveError) as err:
+      tiny(lambda x: jnp.cos(x) + 1)(np.ones(2, np.float32))
+  finally: ops.RULES[P.cos_p] = saved
+  message = str(err.value)
+  assert "'cos'" in message and "test_decorator.py" in message and "float32[2]" in message
+
+
+def test_complex_input_is_a_type_error():
+  with pytest.raises(TypeError, match="complex"):
+    tiny(lambda x: x * 2)(np.ones(2, np.complex64))
+
+
+def test_unsupported_leaf_and_unhashable_static():
+  with pytest.raises(TypeError, match="str"):
+    tiny(lambda x: x)("hello")
+  with pytest.raises(TypeError, match="hashable"):
+    tiny(lambda x, n: x, static_argnums=1)(np.ones(2), [1, 2])
+
+
+def test_x64_mode_is_part_of_the_signature():
+  f = tiny(lambda x: x + jnp.arange(3))
+  a = f(np.ones(3, np.int32))
+  with jax.enable_x64(True):
+    b = f(np.ones(3, np.int32))
+  assert a.dtype != b.dtype and f.trace_count == 2

@@ -1,0 +1,100 @@
+"""What tinyjax supports, generated from the registry: the README's coverage table and a per-function report.
+
+    python -m tinyjax.coverage                 # print the coverage table (markdown)
+    python -m tinyjax.coverage --write README.md   # refresh the table between the README's markers
+"""
+import argparse
+import collections
+import inspect
+import re
+
+import jax
+from jax._src import source_info_util
+from jax.extend import core as jcore
+from jax.extend.core import primitives as P
+
+from . import ops
+
+# Why a primitive has no rule. Anything not named here is simply not written yet.
+_COMPLEX = "tinygrad has no complex dtype (see README: complex numbers)"
+_MULTI_DEVICE = "multi-device collective: tinyjax runs one device per program"
+UNSUPPORTED_WHY = {
+  **{n: _COMPLEX for n in ("complex", "conj", "real", "imag", "fft")},
+  **{n: _MULTI_DEVICE for n in ("all_gather", "all_to_all", "axis_index", "pmax", "pmin", "ppermute", "psum",
+                                "ragged_all_to_all", "psum_scatter", "reduce_scatter", "pbroadcast")},
+  **{n: "stateful effects (Ref get/swap) are not interpreted" for n in ("get", "swap")},
+}
+MARKERS = ("<!-- coverage:start -->", "<!-- coverage:end -->")
+
+
+def lax_primitives():
+  """Every primitive jax.extend exports, plus any with a rule that lives elsewhere, by name."""
+  prims = {p.name: p for p in vars(P).values() if isinstance(p, jcore.Primitive)}
+  prims.update({p.name: p for p in ops.RULES})
+  return dict(sorted(prims.items()))
+
+
+def rule_location(rule) -> str:
+  return f"{rule.__module__.removeprefix('tinyjax.')}.{getattr(rule, '__name__', '?')}"
+
+
+def status(prim):
+  if prim in ops.RULES: return ("partial", ops.NOTES[prim]) if prim in ops.NOTES else ("supported", "")
+  return "unsupported", UNSUPPORTED_WHY.get(prim.name, "no rule yet")
+
+
+def coverage_table() -> str:
+  rows = ["| primitive | status | rule / note |", "|---|---|---|"]
+  counts = collections.Counter()
+  for name, prim in lax_primitives().items():
+    state, note = status(prim)
+    counts[state] += 1
+    where = f"`{rule_location(ops.RULES[prim])}`" if prim in ops.RULES else ""
+    rows.append(f"| `{name}` | {state} | {' — '.join(x for x in (where, note) if x)} |")
+  summary = ", ".join(f"{counts[s]} {s}" for s in ("supported", "partial", "unsupported"))
+  return f"{summary} (of {sum(counts.values())} primitives known to this JAX, jax {jax.__version__}).\n\n" + "\n".join(rows)
+
+
+def _equations(jaxpr):
+  for eqn in jaxpr.eqns:
+    yield eqn
+    for p in eqn.params.values():
+      for item in (p if isinstance(p, (tuple, list)) else (p,)):
+        if isinstance(item, jcore.ClosedJaxpr): yield from _equations(item.jaxpr)
+        elif isinstance(item, jcore.Jaxpr): yield from _equations(item)
+
+
+def report(closed_jaxpr):
+  """Each primitive a program uses: how often, whether it has a rule, and the first user line that emits it."""
+  seen = {}
+  for eqn in _equations(closed_jaxpr.jaxpr):
+    entry = seen.setdefault(eqn.primitive, [0, source_info_util.summarize(eqn.source_info)])
+    entry[0] += 1
+  lines = []
+  for prim, (count, where) in sorted(seen.items(), key=lambda kv: (kv[0] in ops.RULES, kv[0].name)):
+    state, note = status(prim)
+    lines.append(f"{prim.name:28s} x{count:<4d} {state:11s} {note + ' ' if note else ''}(first at {where})")
+  missing = sum(prim not in ops.RULES for prim in seen)
+  head = f"{len(seen)} primitives, {missing} without a rule" + (": this function will raise" if missing else ": all supported")
+  return head + "\n" + "\n".join(lines)
+
+
+def write_readme(path):
+  text = open(path).read()
+  start, end = MARKERS
+  pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+  if not pattern.search(text): raise ValueError(f"{path} has no {start} ... {end} markers")
+  open(path, "w").write(pattern.sub(lambda _: f"{start}\n{coverage_table()}\n{end}", text))
+
+
+def main(argv=None):
+  import tinyjax  # noqa: F401  (registers every rule module)
+  parser = argparse.ArgumentParser(description=inspect.getdoc(inspect.getmodule(main)))
+  parser.add_argument("--write", metavar="README", help="replace the table between the coverage markers in this file")
+  args = parser.parse_args(argv)
+  if args.write: write_readme(args.write)
+  else: print(coverage_table())
+
+
+if __name__ == "__main__":
+  main()

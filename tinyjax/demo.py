@@ -1,0 +1,56 @@
+"""The main demo: the prototype's Flax CNN through @tiny on the default tinygrad device, against jax.jit.
+
+    python -m tinyjax.demo [--batch 512] [--device CL] [--repeat 20]
+"""
+import argparse
+import time
+
+import jax
+import numpy as np
+from tinygrad import Device, Tensor
+
+from tinyjax import tiny
+from tinyjax.examples.cnn import apply_model, params_and_images
+
+
+def median_seconds(fn, repeat):
+  times = []
+  for _ in range(repeat):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--batch", type=int, default=512)
+  parser.add_argument("--device", default=None, help="tinygrad device (CPU, CL, CUDA, METAL, ...); default: tinygrad's choice")
+  parser.add_argument("--repeat", type=int, default=20)
+  args = parser.parse_args(argv)
+
+  params, images = params_and_images(args.batch)
+  model_jax, model_tiny = jax.jit(apply_model), tiny(apply_model, device=args.device)
+  device = Device.canonicalize(args.device) if args.device else Device.DEFAULT
+  # the data lives on the tinygrad device, as it would in a real program
+  params_tg = jax.tree_util.tree_map(lambda p: Tensor(np.asarray(p), device=device).realize(), params)
+  images_tg = Tensor(np.asarray(images), device=device).realize()
+
+  start = time.perf_counter()
+  out = model_tiny(params_tg, images_tg)
+  first_call = time.perf_counter() - start
+  want = np.asarray(model_jax(params, images))
+  got = out.numpy()
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+  print(f"parity with jax.jit: OK (batch {args.batch}, max abs diff {np.abs(got - want).max():.2e}) on tinygrad device {device}")
+
+  t_tiny = median_seconds(lambda: model_tiny(params_tg, images_tg).numpy(), args.repeat)
+  t_jax = median_seconds(lambda: model_jax(params, images).block_until_ready(), args.repeat)
+  print(f"first call (trace + capture + compile): {first_call * 1e3:.0f} ms")
+  print(f"tiny    ({device}): {t_tiny * 1e3:8.2f} ms per batch (median of {args.repeat})")
+  print(f"jax.jit ({jax.devices()[0].platform.upper()}): {t_jax * 1e3:8.2f} ms per batch")
+  print(f"ratio tiny / jax.jit: {t_tiny / t_jax:.2f}x")
+
+
+if __name__ == "__main__":
+  main()
