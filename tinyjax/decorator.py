@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from tinygrad import Device, Tensor, TinyJit, dtypes
-from tinygrad.engine.jit import JitError
 
 from .dtypes import is_key_dtype, physical_shape, to_jax, to_tiny
 from .interpreter import building, collect_consts, const_tensor, eval_closed_jaxpr, numpy_to_tensor
@@ -76,17 +75,21 @@ def to_numpy(tree):
 
 
 class Program:
-  """One traced signature: the ClosedJaxpr, its constants as buffers, and (with jit) the captured kernels."""
+  """One traced signature: the ClosedJaxpr, its constants as buffers, and (with jit) the captured kernels.
+
+  The captured kernels write straight into fresh output buffers that are passed to TinyJit as inputs on every call:
+  a plain TinyJit would hand back the same output buffers each replay, overwriting the results of the last call.
+  """
 
   def __init__(self, closed_jaxpr, out_tree, device, use_jit):
     self.closed_jaxpr, self.out_tree, self.device, self.use_jit = closed_jaxpr, out_tree, device, use_jit
+    self.out_avals = closed_jaxpr.out_avals
     self.const_cache = {}
     with building(device, self.const_cache):
       consts = [const_tensor(c) for c in collect_consts(closed_jaxpr)]
     if consts: Tensor.realize(*consts)
-    self.out_avals = closed_jaxpr.out_avals
     self.lower_count = 0
-    self._jit, self._out_buffers = None, None
+    self._jits = {}   # which inputs share a buffer -> TinyJit (TinyJit takes each buffer once)
 
   def evaluate(self, inputs):
     """The interpreter's lazy outputs for these inputs (the graph tinygrad will fuse)."""
@@ -96,37 +99,20 @@ class Program:
 
   def __call__(self, inputs):
     if not self.use_jit: return self.evaluate(inputs)
+    outs = [_empty_like(aval, self.device) for aval in self.out_avals]
+    written = [o for o in outs if o.numel()]
+    if not written: return outs     # nothing to compute: every output has no elements
+    for o in written: o.uop.buffer.ensure_allocated()
     unique, positions = _dedupe(inputs)
-    if self._jit is None: self._capture(unique, positions)
-    if self._jit is False:   # nothing for TinyJit to capture (e.g. no non-empty outputs): run eagerly
-      outs = self.evaluate(inputs)
-      Tensor.realize(*[o for o in outs if o.numel() and not o.uop.is_realized])
-      return [self._fresh(o) for o in outs]
-    self._jit(*unique)
-    # TinyJit hands back the same buffers on every replay: copy them out so the caller's results stay valid
-    outs = [b.clone() if b is not None else _empty_like(aval, self.device) for b, aval in zip(self._out_buffers, self.out_avals)]
-    Tensor.realize(*[o for o in outs if o.numel()])
+    jit = self._jits.get(positions)
+    if jit is None:
+      def run(*args):
+        results = self.evaluate([args[i] for i in positions])
+        Tensor.realize(*[buf.assign(r) for buf, r in zip(args[len(unique):], (r for r, o in zip(results, outs) if o.numel()))])
+      jit = self._jits[positions] = TinyJit(run)
+      jit.cnt = 1   # capture on the first call: inputs and constants are already realized buffers
+    jit(*unique, *written)
     return outs
-
-  def _fresh(self, t):
-    return t.clone() if t.uop.is_realized or t.uop.is_virtual else t
-
-  def _capture(self, unique, positions):
-    self._out_buffers = [None if 0 in physical_shape(aval) else _empty_like(aval, self.device).realize() for aval in self.out_avals]
-    def run(*unique_inputs):
-      outs = self.evaluate([unique_inputs[i] for i in positions])
-      assigned = [buf.assign(o) for buf, o in zip(self._out_buffers, outs) if buf is not None]
-      Tensor.realize(*assigned)
-    if not any(b is not None for b in self._out_buffers):
-      self._jit = False
-      return
-    jit = TinyJit(run)
-    jit.cnt = 1    # capture on the first call: our inputs and constants are already realized buffers
-    try:
-      jit(*unique)
-      self._jit = jit
-    except JitError:   # e.g. every output is a constant: there are no kernels to capture
-      self._jit = False
 
   def __getstate__(self): raise TypeError("tinyjax programs cannot be pickled")
 
@@ -138,7 +124,7 @@ def _dedupe(tensors):
     key = id(t.uop.base)
     if key not in index: index[key] = len(unique); unique.append(t)
     positions.append(index[key])
-  return unique, positions
+  return unique, tuple(positions)
 
 
 def _empty_like(aval, device): return Tensor.empty(*physical_shape(aval), dtype=to_tiny(aval.dtype), device=device)

@@ -57,11 +57,13 @@ def const_tensor(value, dtype=None) -> Tensor:
 
 
 def numpy_to_tensor(a: np.ndarray, device) -> Tensor:
-  """A numpy array as a realized device buffer (bf16 travels as its uint16 bits; scalars as shape (1,) then reshaped,
-  since tinygrad folds a 0-d array into a constant that TinyJit cannot take as an input)."""
+  """A numpy array as a device buffer. bfloat16 travels as its uint16 bits; a scalar as shape (1,) then reshaped,
+  since tinygrad folds a 0-d array into a constant, which TinyJit cannot take as an input; read-only memory (a jax
+  array's numpy view) is copied, since some devices' copy-in needs a writable host buffer."""
   target = to_tiny(a.dtype)
-  raw = a.view(np.uint16) if a.dtype == jnp.bfloat16 else a
-  t = Tensor(np.ascontiguousarray(raw).reshape(-1) if raw.size else raw, device=device)
+  raw = np.ascontiguousarray(a.view(np.uint16) if a.dtype == jnp.bfloat16 else a)
+  if not raw.flags.writeable: raw = raw.copy()
+  t = Tensor(raw.reshape(-1) if raw.size else raw, device=device)
   if t.dtype != target: t = t.bitcast(target)
   return t.reshape(a.shape)
 

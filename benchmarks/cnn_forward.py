@@ -1,0 +1,68 @@
+"""The prototype's Flax CNN forward: tiny vs jax.jit vs the same network hand-written in tinygrad, in one run.
+
+    DEV=CPU python benchmarks/cnn_forward.py [--batch 512] [--repeat 20]
+
+Prints milliseconds per batch (median) and the ratios tiny/jax.jit and tiny/hand-written tinygrad.
+"""
+import argparse
+import time
+
+import jax
+import numpy as np
+from tinygrad import Device, Tensor, TinyJit
+
+from tinyjax import tiny
+from tinyjax.examples.cnn import apply_model, params_and_images
+
+
+def handwritten_tinygrad(params):
+  """The CNN in plain tinygrad (NCHW), with the same weights: what a tinygrad user would write by hand."""
+  p = jax.tree_util.tree_map(lambda a: Tensor(np.asarray(a)).realize(), params["params"])
+  conv_w = [p[f"Conv_{i}"]["kernel"].permute(3, 2, 0, 1).contiguous().realize() for i in range(2)]   # HWIO -> OIHW
+
+  @TinyJit
+  def forward(images):
+    x = images.permute(0, 3, 1, 2)
+    for i in range(2):
+      x = x.conv2d(conv_w[i], p[f"Conv_{i}"]["bias"], padding=1).silu().avg_pool2d(kernel_size=(2, 2), stride=2)
+    x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)   # flatten in NHWC order, as flax does
+    x = x.linear(p["Dense_0"]["kernel"], p["Dense_0"]["bias"]).silu()
+    return x.linear(p["Dense_1"]["kernel"], p["Dense_1"]["bias"]).realize()
+  return forward
+
+
+def median_ms(fn, repeat):
+  fn(); fn()   # warm up (capture, compile)
+  times = []
+  for _ in range(repeat):
+    start = time.perf_counter(); fn(); times.append(time.perf_counter() - start)
+  return float(np.median(times)) * 1e3
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--batch", type=int, default=512)
+  parser.add_argument("--repeat", type=int, default=20)
+  args = parser.parse_args()
+  params, images = params_and_images(args.batch)
+  params_tg = jax.tree_util.tree_map(lambda a: Tensor(np.asarray(a)).realize(), params)
+  images_tg = Tensor(np.asarray(images)).realize()
+  model_tiny, model_jax, model_hand = tiny(apply_model), jax.jit(apply_model), handwritten_tinygrad(params)
+
+  want = np.asarray(model_jax(params, images))
+  np.testing.assert_allclose(model_tiny(params_tg, images_tg).numpy(), want, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(model_hand(images_tg).numpy(), want, rtol=1e-4, atol=1e-5)
+
+  t_tiny = median_ms(lambda: model_tiny(params_tg, images_tg).numpy(), args.repeat)
+  t_hand = median_ms(lambda: model_hand(images_tg).numpy(), args.repeat)
+  t_jax = median_ms(lambda: np.asarray(model_jax(params, images)), args.repeat)
+  print(f"CNN forward, batch {args.batch}, tinygrad device {Device.DEFAULT}, jax on {jax.devices()[0].platform}")
+  print(f"  tiny                 {t_tiny:9.2f} ms")
+  print(f"  hand-written tinygrad{t_hand:9.2f} ms")
+  print(f"  jax.jit              {t_jax:9.2f} ms")
+  print(f"  tiny / jax.jit       {t_tiny / t_jax:9.2f}x")
+  print(f"  tiny / hand-written  {t_tiny / t_hand:9.2f}x")
+
+
+if __name__ == "__main__":
+  main()
