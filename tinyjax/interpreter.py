@@ -19,10 +19,6 @@ from .ops import DEVICE, RULES, const, primitive, register
 CONSTS = contextvars.ContextVar("tinyjax_consts", default=None)
 
 
-class UnsupportedPrimitiveError(NotImplementedError):
-  """A primitive without a rule, or a case of one that the rule does not handle."""
-
-
 def eval_jaxpr(jaxpr, consts, *args):
   env = {}
   def read(v): return literal(v) if isinstance(v, jcore.Literal) else env[v]
@@ -95,7 +91,9 @@ def apply_rule(eqn, invals):
     raise UnsupportedPrimitiveError(f"tinyjax has no rule for primitive '{eqn.primitive.name}'{describe(eqn)}")
   try:
     return rule(*invals, **eqn.params)
-  except TinyJaxErrorMixin: raise
+  except LocatedError as e:   # raised inside a sub-jaxpr: add the enclosing equation, up to the user's own line
+    e.args = (f"{e.args[0]}\n  inside '{eqn.primitive.name}' at {source_info_util.summarize(eqn.source_info)}",)
+    raise
   except (NotImplementedError, TypeError, ValueError) as e:
     raise _located(type(e) if type(e) in (NotImplementedError, TypeError, ValueError) else NotImplementedError,
                    f"tinyjax: primitive '{eqn.primitive.name}' failed: {e}{describe(eqn)}") from e
@@ -103,12 +101,16 @@ def apply_rule(eqn, invals):
     raise _located(NotImplementedError, f"tinyjax: primitive '{eqn.primitive.name}' failed ({type(e).__name__}: {e}){describe(eqn)}") from e
 
 
-class TinyJaxErrorMixin(Exception):
-  """Marks an error that already carries its location, so enclosing sub-jaxpr equations pass it through."""
+class LocatedError(Exception):
+  """Marks an error that already names its primitive and line, so enclosing equations only add their own line."""
+
+
+class UnsupportedPrimitiveError(NotImplementedError, LocatedError):
+  """A primitive without a rule."""
 
 
 def _located(kind, message):
-  return type(f"Tinyjax{kind.__name__}", (kind, TinyJaxErrorMixin), {})(message)
+  return type(f"Tinyjax{kind.__name__}", (kind, LocatedError), {})(message)
 
 
 def describe(eqn) -> str:
