@@ -55,21 +55,23 @@ def coverage_table() -> str:
   return f"{summary} (of {sum(counts.values())} primitives known to this JAX, jax {jax.__version__}).\n\n" + "\n".join(rows)
 
 
-def _equations(jaxpr):
+def _equations(jaxpr, where=""):
+  """(equation, user line) for every equation, sub-jaxprs included; an equation JAX made inside a library's own
+  jit has no user frame, so it takes the line of the call that encloses it."""
   for eqn in jaxpr.eqns:
-    yield eqn
+    line = source_info_util.summarize(eqn.source_info) or where
+    yield eqn, line
     for p in eqn.params.values():
       for item in (p if isinstance(p, (tuple, list)) else (p,)):
-        if isinstance(item, jcore.ClosedJaxpr): yield from _equations(item.jaxpr)
-        elif isinstance(item, jcore.Jaxpr): yield from _equations(item)
+        if isinstance(item, jcore.ClosedJaxpr): yield from _equations(item.jaxpr, line)
+        elif isinstance(item, jcore.Jaxpr): yield from _equations(item, line)
 
 
 def report(closed_jaxpr):
   """Each primitive a program uses: how often, whether it has a rule, and the first user line that emits it."""
   seen = {}
-  for eqn in _equations(closed_jaxpr.jaxpr):
-    entry = seen.setdefault(eqn.primitive, [0, source_info_util.summarize(eqn.source_info)])
-    entry[0] += 1
+  for eqn, line in _equations(closed_jaxpr.jaxpr):
+    seen.setdefault(eqn.primitive, [0, line])[0] += 1
   lines = []
   for prim, (count, where) in sorted(seen.items(), key=lambda kv: (kv[0] in ops.RULES, kv[0].name)):
     state, note = status(prim)

@@ -9,10 +9,12 @@ import inspect
 
 import jax
 import jax.numpy as jnp
+from jax._src import config
 import numpy as np
 from tinygrad import Device, Tensor, TinyJit, dtypes
 
 from .dtypes import is_key_dtype, physical_shape, to_jax, to_tiny
+from .control_flow import needs_host_sync
 from .interpreter import building, collect_consts, const_tensor, eval_closed_jaxpr, numpy_to_tensor
 
 
@@ -89,6 +91,7 @@ class Program:
       consts = [const_tensor(c) for c in collect_consts(closed_jaxpr)]
     if consts: Tensor.realize(*consts)
     self.lower_count = 0
+    self.host_sync = needs_host_sync(closed_jaxpr)
     self._jits = {}   # which inputs share a buffer -> TinyJit (TinyJit takes each buffer once)
 
   def evaluate(self, inputs):
@@ -99,6 +102,10 @@ class Program:
 
   def __call__(self, inputs):
     if not self.use_jit: return self.evaluate(inputs)
+    if self.host_sync:   # a while_loop reads its predicate on the host: a capture would bake in the first trip count
+      outs = self.evaluate(inputs)
+      Tensor.realize(*[o for o in outs if o.numel()])
+      return outs
     outs = [_empty_like(aval, self.device) for aval in self.out_avals]
     written = [o for o in outs if o.numel()]
     if not written: return outs     # nothing to compute: every output has no elements
@@ -185,7 +192,8 @@ class tiny:
     dyn_kwargs = {k: v for k, v in kwargs.items() if k not in self.static_argnames}
     leaves, in_tree = jax.tree_util.tree_flatten((dyn_args, dyn_kwargs), is_leaf=_is_leaf)
     sigs = tuple(leaf_signature(x) for x in leaves)
-    key = (in_tree, sigs, static_args, tuple(sorted(static_kwargs.items())), device, jax.config.jax_enable_x64)
+    # JAX's trace context (x64, PRNG flags, ...) changes the Jaxpr, as it does jax.jit's cache key
+    key = (in_tree, sigs, static_args, tuple(sorted(static_kwargs.items())), device, config.trace_context())
 
     def trace():
       def flat_fun(*flat):

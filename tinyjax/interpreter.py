@@ -12,7 +12,8 @@ from jax.extend.core import primitives as P
 from tinygrad import Tensor
 
 from .dtypes import is_key_dtype, to_tiny
-from .ops import DEVICE, RULES, const, primitive, register
+from .keys import apply_to_key_components, carries_keys
+from .ops import DEVICE, EQUATION, RULES, const, primitive, register
 
 # Tensors for a program's constants (closed-over arrays, array literals), made once per program and reused:
 # id(value) -> (value, Tensor). The value is kept so that its id stays unique while the program lives.
@@ -89,7 +90,9 @@ def apply_rule(eqn, invals):
   rule = RULES.get(eqn.primitive)
   if rule is None:
     raise UnsupportedPrimitiveError(f"tinyjax has no rule for primitive '{eqn.primitive.name}'{describe(eqn)}")
+  token = EQUATION.set(eqn)
   try:
+    if carries_keys(eqn): return apply_to_key_components(eqn, rule, invals, eqn.params)
     return rule(*invals, **eqn.params)
   except LocatedError as e:   # raised inside a sub-jaxpr: add the enclosing equation, up to the user's own line
     e.args = (f"{e.args[0]}\n  inside '{eqn.primitive.name}' at {source_info_util.summarize(eqn.source_info)}",)
@@ -99,6 +102,7 @@ def apply_rule(eqn, invals):
                    f"tinyjax: primitive '{eqn.primitive.name}' failed: {e}{describe(eqn)}") from e
   except Exception as e:
     raise _located(NotImplementedError, f"tinyjax: primitive '{eqn.primitive.name}' failed ({type(e).__name__}: {e}){describe(eqn)}") from e
+  finally: EQUATION.reset(token)
 
 
 class LocatedError(Exception):

@@ -5,6 +5,7 @@ tinygrad Tensors and the Jaxpr's params under their own names. Rules of larger f
 modules (shapes, reductions, conv) and register into the same table, keyed by the primitive object.
 """
 import contextvars
+import importlib
 import math
 
 import numpy as np
@@ -17,23 +18,32 @@ from .dtypes import to_jax, to_tiny
 RULES: dict = {}                       # jax Primitive -> rule
 NOTES: dict = {}                       # jax Primitive -> what is partial about its rule (README coverage table)
 DEVICE = contextvars.ContextVar("tinyjax_device", default=None)   # set by the interpreter while a program is built
+EQUATION = contextvars.ContextVar("tinyjax_equation", default=None)  # the JaxprEqn whose rule runs (for avals)
 
 
 def register(*primitives, note: str | None = None):
   """Decorator: `@register(P.add_p)` makes the function the rule for that primitive."""
   def wrap(rule):
     for p in primitives:
+      if p is None: continue   # a primitive this JAX version does not have (see primitive())
       RULES[p] = rule
       if note: NOTES[p] = note
     return rule
   return wrap
 
 
+# Where JAX keeps primitives that jax.extend does not export; their homes move between versions (the one shim).
+_PRIMITIVE_HOMES = ("jax.extend.core.primitives", "jax._src.lax.lax", "jax._src.lax.control_flow", "jax._src.lax.slicing",
+                    "jax._src.ad_util", "jax._src.pjit", "jax._src.random.prng", "jax._src.prng", "jax._src.ad_checkpoint",
+                    "jax._src.callback", "jax._src.debugging", "jax._src.lax.parallel", "jax._src.lax.linalg")
+
+
 def primitive(name: str):
-  """A primitive by name, for primitives that jax.extend does not export; None if this JAX lacks it."""
-  import jax._src.lax.lax as _lax, jax._src.lax.control_flow as _cf, jax._src.ad_util as _ad, jax._src.pjit as _pjit
-  for mod in (P, _lax, _cf, _ad, _pjit):
-    if (p := getattr(mod, name, None)) is not None: return p
+  """A primitive by its Python name (e.g. "split_p"), wherever this JAX keeps it; None if this JAX lacks it."""
+  for home in _PRIMITIVE_HOMES:
+    try: module = importlib.import_module(home)
+    except ImportError: continue
+    if (p := getattr(module, name, None)) is not None: return p
   return None
 
 
@@ -42,7 +52,8 @@ def primitive(name: str):
 def const(value, dtype, shape=()) -> Tensor:
   """A constant of a JAX dtype on the program's device (folded into kernels, never a buffer)."""
   value = np.asarray(value, dtype=np.dtype(dtype)).item() if np.ndim(value) == 0 else value
-  if np.ndim(value) == 0: return Tensor.full(shape, value, dtype=to_tiny(dtype), device=DEVICE.get())
+  # buffer=False: tinygrad 0.14's Tensor.full otherwise materializes a buffer (one more kernel per constant)
+  if np.ndim(value) == 0: return Tensor.full(shape, value, dtype=to_tiny(dtype), buffer=False)
   return Tensor(np.asarray(value, dtype=dtype), device=DEVICE.get())
 
 
@@ -285,9 +296,9 @@ def is_finite(x): return ~(x.isinf() | x.isnan())
 elementwise(P.eq_p)(lambda x, y: x == y)
 elementwise(P.ne_p)(lambda x, y: x != y)
 elementwise(P.lt_p)(lambda x, y: x < y)
-elementwise(P.le_p)(lambda x, y: x <= y)
+elementwise(P.le_p)(lambda x, y: (x < y) | (x == y))   # tinygrad's <= is not(>), true for NaN
 elementwise(P.gt_p)(lambda x, y: x > y)
-elementwise(P.ge_p)(lambda x, y: x >= y)
+elementwise(P.ge_p)(lambda x, y: (x > y) | (x == y))
 elementwise(P.and_p)(lambda x, y: x & y)
 elementwise(P.or_p)(lambda x, y: x | y)
 elementwise(P.xor_p)(lambda x, y: x ^ y)

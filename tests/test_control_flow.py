@@ -1,0 +1,153 @@
+"""Control flow (tinyjax/control_flow.py) against jax.jit: cond/switch, while_loop with data-dependent trip counts,
+scan (forward, reverse, consts, length 0, keys) and its gradient, fori_loop, platform_dependent."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+from jax.extend.core import primitives as P
+
+from parity import assert_same, check
+from tinyjax import tiny
+
+
+def check_eager(fn, *args, **kw):
+  """check() for programs with host syncs (while_loop): tiny(jit=False) until the decorator splits programs."""
+  want = jax.jit(fn)(*args)
+  got = tiny(fn, jit=False)(*args)
+  assert_same(got, want, **kw)
+  return got
+
+
+# ---- cond / switch ---------------------------------------------------------------------------------------------
+
+def test_cond_both_ways_and_no_nan_leak():
+  def f(x):
+    # the untaken branch makes NaN and inf; a select keeps them out (a multiply by 0/1 would not)
+    a = lax.cond(x[0] > 0, lambda x: jnp.sqrt(x) * 2, lambda x: jnp.log(-x) / 0.0, x)
+    b = lax.cond(x[0] < 0, lambda x: (x.astype(jnp.int32), x > 1), lambda x: (-x.astype(jnp.int32), x < 1), x)
+    return a, b
+  check(f, np.array([4.0, 1.0, 0.0], np.float32))
+  check(f, np.array([-4.0, -1.0, 0.0], np.float32))
+
+
+def test_switch_clamps_and_raw_out_of_range_index():
+  branches = [lambda x: x + 1, lambda x: x * 3, lambda x: -x]
+  f = lambda i, x: lax.switch(i, branches, x)
+  for i in (-7, 0, 1, 2, 9):
+    check(f, np.int32(i), np.arange(3, dtype=np.float32))
+  # the primitive itself, index unclamped: XLA runs the last branch for any index outside [0, n)
+  closed = [jax.make_jaxpr(b)(np.zeros(3, np.float32)) for b in branches]
+  raw = lambda i, x: P.cond_p.bind(i, x, branches=tuple(closed))
+  for i in (-1, 1, 3, 100):
+    check(raw, np.int32(i), np.arange(3, dtype=np.float32))
+
+
+def test_cond_with_keys_and_closures():
+  w = np.arange(4, dtype=np.float32)
+  def f(k, flag):
+    k2 = lax.cond(flag, lambda k: jax.random.split(k)[0], lambda k: jax.random.fold_in(k, 1), k)
+    return k2, lax.cond(flag, lambda: w * 2, lambda: w - 1)
+  check(f, jax.random.key(0), True)
+  check(f, jax.random.key(0), False)
+
+
+def test_platform_dependent():
+  f = lambda x: lax.platform_dependent(x, cpu=lambda x: x + 1, default=lambda x: x - 1)
+  check(f, np.ones(3, np.float32))
+
+
+# ---- while_loop ------------------------------------------------------------------------------------------------
+
+def _collatz_steps(n):
+  def body(c):
+    n, steps = c
+    return jnp.where(n % 2 == 0, n // 2, 3 * n + 1), steps + 1
+  return lax.while_loop(lambda c: c[0] != 1, body, (n, 0))
+
+
+def test_while_data_dependent_trip_count():
+  f = tiny(_collatz_steps, jit=False)
+  for n in (1, 6, 27):   # 0, 8 and 111 steps: one program, a different trip count per call
+    assert_same(f(np.int32(n)), jax.jit(_collatz_steps)(np.int32(n)))
+  assert f.trace_count == 1
+
+
+def test_while_with_consts_and_arrays():
+  w = np.linspace(0.5, 1.5, 4).astype(np.float32)
+  def f(x, limit):
+    return lax.while_loop(lambda c: jnp.sum(c[0]) < limit, lambda c: (c[0] * w + 1, c[1] + 1), (x, 0))
+  check_eager(f, np.ones(4, np.float32), np.float32(100))
+  check_eager(f, np.ones(4, np.float32), np.float32(-1))   # zero iterations
+
+
+def test_while_rejection_sampling_carries_a_key():
+  def f(k):
+    def body(c):
+      k, _, n = c
+      k, sub = jax.random.split(k)
+      return k, jax.random.uniform(sub), n + 1
+    return lax.while_loop(lambda c: c[1] > 0.1, body, (k, 1.0, 0))
+  got = check_eager(f, jax.random.key(11))
+  assert int(got[2].item()) > 1   # the loop ran a data-dependent number of times
+
+
+def test_fori_loop_traced_bounds_is_a_while():
+  f = lambda lo, hi, x: lax.fori_loop(lo, hi, lambda i, c: c * 2 + i, x)
+  check_eager(f, np.int32(2), np.int32(7), np.float32(1))
+
+
+def test_while_runs_uncaptured_with_a_new_trip_count_each_call():
+  # a captured program would replay the first call's trip count for every later call: such programs are not captured
+  f = tiny(_collatz_steps)
+  for n in (6, 7, 27, 1):
+    assert_same(f(np.int32(n)), jax.jit(_collatz_steps)(np.int32(n)))
+  assert f.trace_count == 1
+
+
+def test_cond_around_while_reads_index_on_host():
+  # the untaken branch's loop would never end (x <= 0 doubles away from the bound): only the taken one may run
+  def f(x):
+    return lax.cond(x > 0, lambda x: lax.while_loop(lambda v: v < 100, lambda v: v * 2, x), lambda x: x - 1, x)
+  check_eager(f, np.float32(3))
+  check_eager(f, np.float32(-3))
+
+
+# ---- scan ------------------------------------------------------------------------------------------------------
+
+def test_scan_forward_reverse_multi():
+  def f(c0, xs, ys):
+    step = lambda c, xy: ((c[0] + xy[0], c[1] * 2), (c[0] * xy[1], xy[0] > 2))
+    fwd = lax.scan(step, (c0, jnp.int32(1)), (xs, ys))
+    rev = lax.scan(step, (c0, jnp.int32(1)), (xs, ys), reverse=True)
+    return fwd, rev
+  check(f, np.float32(0.5), np.arange(5, dtype=np.float32), np.linspace(-1, 1, 5).astype(np.float32))
+
+
+def test_scan_consts_matrices_and_length_zero():
+  w = np.random.default_rng(0).normal(size=(3, 3)).astype(np.float32)
+  def f(h, xs):
+    rnn = lambda h, x: (jnp.tanh(w @ h + x), h.sum())
+    return lax.scan(rnn, h, xs), lax.scan(rnn, h, xs[:0]), lax.scan(lambda c, _: (c + 1, c), 0, None, length=4)
+  check(f, np.ones(3, np.float32), np.random.default_rng(1).normal(size=(6, 3)).astype(np.float32))
+
+
+def test_scan_over_keys():
+  def f(k):
+    keys = jax.random.split(k, 4)
+    return lax.scan(lambda c, k: (c + jax.random.uniform(k), jax.random.split(k)), 0.0, keys)
+  check(f, jax.random.key(3))
+
+
+def test_fori_loop_static_bounds_is_a_scan():
+  check(lambda x: lax.fori_loop(0, 6, lambda i, c: c * 1.5 + i, x), np.float32(1))
+
+
+def test_grad_of_scan():
+  rng = np.random.default_rng(2)
+  w, xs = rng.normal(size=(4, 4)).astype(np.float32) * 0.5, rng.normal(size=(7, 4)).astype(np.float32)
+  def loss(w, xs):
+    h, hs = lax.scan(lambda h, x: (jnp.tanh(w @ h + x),) * 2, jnp.zeros(4), xs)
+    return jnp.sum(hs ** 2) + jnp.sum(h)
+  check(jax.grad(loss, argnums=(0, 1)), w, xs, rtol=1e-5, atol=1e-5)
+  check(jax.value_and_grad(lambda w: loss(w, xs)), w, rtol=1e-5, atol=1e-5)
