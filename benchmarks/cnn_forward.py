@@ -9,15 +9,15 @@ import time
 
 import jax
 import numpy as np
-from tinygrad import Device, Tensor, TinyJit
+from tinygrad import Device, TinyJit
 
-from tinyjax import tiny
+from tinyjax import tiny, to_tinygrad
 from tinyjax.examples.cnn import apply_model, params_and_images
 
 
 def handwritten_tinygrad(params):
   """The CNN in plain tinygrad (NCHW), with the same weights: what a tinygrad user would write by hand."""
-  p = jax.tree_util.tree_map(lambda a: Tensor(np.asarray(a)).realize(), params["params"])
+  p = to_tinygrad(params["params"])
   conv_w = [p[f"Conv_{i}"]["kernel"].permute(3, 2, 0, 1).contiguous().realize() for i in range(2)]   # HWIO -> OIHW
 
   @TinyJit
@@ -45,8 +45,7 @@ def main():
   parser.add_argument("--repeat", type=int, default=20)
   args = parser.parse_args()
   params, images = params_and_images(args.batch)
-  params_tg = jax.tree_util.tree_map(lambda a: Tensor(np.asarray(a)).realize(), params)
-  images_tg = Tensor(np.asarray(images)).realize()
+  params_tg, images_tg = to_tinygrad((params, images))
   model_tiny, model_jax, model_hand = tiny(apply_model), jax.jit(apply_model), handwritten_tinygrad(params)
 
   want = np.asarray(model_jax(params, images))

@@ -1,6 +1,8 @@
 """The `tiny` contract: pytrees in and out, leaf kinds, static arguments, the signature cache, output lifetime,
 the lazy mode, devices, and errors that name the primitive and the user's line."""
 import dataclasses
+import os
+import shutil
 
 import flax
 import jax
@@ -10,6 +12,7 @@ import pytest
 from tinygrad import Device, Tensor
 
 from parity import assert_same, check
+import tinyjax
 from tinyjax import TinyKey, UnsupportedPrimitiveError, tiny
 
 
@@ -133,6 +136,7 @@ def test_lazy_mode_returns_unrealized_graph():
   np.testing.assert_allclose(out.numpy(), np.array([1, 2, 3]) + np.sin([4.0, 5, 6]) * 3, rtol=1e-6)
 
 
+@pytest.mark.skipif(shutil.which(os.environ.get("CC", "clang")) is None, reason="the CPU device needs clang")
 def test_explicit_device():
   f = tiny(lambda x: x + 1, device="CPU")
   out = f(Tensor(np.ones(2, np.float32), device=Device.DEFAULT))
@@ -203,3 +207,10 @@ def test_x64_mode_is_part_of_the_signature():
   with jax.enable_x64(True):
     b = f(np.ones(3, np.int32))
   assert a.dtype != b.dtype and f.trace_count == 2
+
+
+def test_to_tinygrad_puts_a_pytree_on_the_device():
+  tree = {"w": jnp.ones((2, 2), jnp.bfloat16), "k": jax.random.key(1), "n": np.arange(3), "s": 2.0}
+  on_device = tinyjax.to_tinygrad(tree)
+  assert isinstance(on_device["w"], Tensor) and isinstance(on_device["k"], TinyKey)
+  assert_same(tiny(lambda t: t)(on_device), jax.jit(lambda t: t)(tree))

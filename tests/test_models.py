@@ -4,18 +4,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import linen as nn
-from tinygrad import Tensor
 
 from parity import assert_same, check
-from tinyjax import tiny
+from tinyjax import tiny, to_tinygrad
 from tinyjax.examples.cnn import apply_model, params_and_images
 
 
 def test_prototype_cnn_forward_batch_512():
   params, images = params_and_images(512)
   # the prototype's usage: parameters and images already on the tinygrad device
-  params_tg = jax.tree_util.tree_map(lambda p: Tensor(np.asarray(p)), params)
-  got = tiny(apply_model)(params_tg, Tensor(np.asarray(images))).numpy()
+  params_tg, images_tg = to_tinygrad((params, images))
+  got = tiny(apply_model)(params_tg, images_tg).numpy()
   np.testing.assert_allclose(got, np.asarray(jax.jit(apply_model)(params, images)), rtol=1e-4, atol=1e-5)
 
 

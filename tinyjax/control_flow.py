@@ -48,7 +48,7 @@ def _refuse_inside_jit_capture(what):
 
 def _host_int(t: Tensor) -> int:
   _refuse_inside_jit_capture("a while_loop (or a cond around one)")
-  return int(t.item())
+  return int(t.to(DEVICE.get()).item())   # a folded constant has no device; without .to it would go through CPU
 
 
 # ---- cond / switch ---------------------------------------------------------------------------------------------
@@ -99,8 +99,16 @@ def while_loop(*args, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
 
 # ---- scan ------------------------------------------------------------------------------------------------------
 
+def _scan_groups(params):
+  """How many scan operands are consts and carries: params in jax 0.10, a FlatTree `ft_in` in jax 0.11."""
+  if "num_consts" in params: return params["num_consts"], params["num_carry"]
+  consts, carry, _ = params["ft_in"].unpack()
+  return len(consts), len(carry)
+
+
 @register(P.scan_p)
-def scan(*args, jaxpr, length, reverse, num_consts, num_carry, **_):   # linear, unroll, _split_transpose: no effect
+def scan(*args, jaxpr, length, reverse, **params):   # linear, unroll, _split_transpose, ft_out: no effect here
+  num_consts, num_carry = _scan_groups(params)
   consts, carry, xs = args[:num_consts], list(args[num_consts:num_consts + num_carry]), args[num_consts + num_carry:]
   ys_per_step = []
   for step in range(length):
@@ -123,6 +131,3 @@ def _stack(rows):
   rows = [r.unsqueeze(0) for r in rows]
   return rows[0].cat(*rows[1:], dim=0) if len(rows) > 1 else rows[0]
 
-
-# Imported last in __init__: make the data-movement rules registered since random.py (e.g. indexing's gather) move
-# typed keys too. (Bridge until the interpreter does it itself; see random.KEY_MOVERS.)

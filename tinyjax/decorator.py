@@ -76,6 +76,17 @@ def to_numpy(tree):
   return jax.tree_util.tree_map(leaf, tree, is_leaf=_is_leaf)
 
 
+def to_tinygrad(tree, device=None):
+  """A pytree of jax/numpy arrays and scalars as realized tinygrad Tensors on the device (typed keys as TinyKey),
+  with the dtypes JAX would give them: the way to put parameters and data on the device once, before a loop."""
+  device = Device.canonicalize(device) if device else Device.DEFAULT
+  def leaf(x):
+    sig = leaf_signature(x)
+    t = leaf_to_tensor(x, sig, device).realize()
+    return TinyKey(t, sig.dtype) if is_key_dtype(sig.dtype) else t
+  return jax.tree_util.tree_map(leaf, tree, is_leaf=_is_leaf)
+
+
 class Program:
   """One traced signature: the ClosedJaxpr, its constants as buffers, and (with jit) the captured kernels.
 

@@ -7,9 +7,9 @@ import time
 
 import jax
 import numpy as np
-from tinygrad import Device, Tensor
+from tinygrad import Device
 
-from tinyjax import tiny
+from tinyjax import tiny, to_tinygrad
 from tinyjax.examples.cnn import apply_model, params_and_images
 
 
@@ -33,8 +33,7 @@ def main(argv=None):
   model_jax, model_tiny = jax.jit(apply_model), tiny(apply_model, device=args.device)
   device = Device.canonicalize(args.device) if args.device else Device.DEFAULT
   # the data lives on the tinygrad device, as it would in a real program
-  params_tg = jax.tree_util.tree_map(lambda p: Tensor(np.asarray(p), device=device).realize(), params)
-  images_tg = Tensor(np.asarray(images), device=device).realize()
+  params_tg, images_tg = to_tinygrad((params, images), device)
 
   start = time.perf_counter()
   out = model_tiny(params_tg, images_tg)
