@@ -58,3 +58,9 @@ def test_outputs_that_are_inputs_or_literals(jit):
   for i in range(2):
     y, three, x = f(np.float32(i), np.arange(2))
     assert x.numpy() == i and three.numpy() == 3
+
+
+def test_nan_constants_stay_nan_through_isnan():
+  # tinygrad 0.14 folds NaN != NaN to False for constants folded into a kernel: NaN constants must not be folded
+  x = np.array([0.5, 1.5, 2.5, np.nan], np.float32)
+  check(lambda x: (jnp.isnan(jnp.maximum(x, jnp.where(x > 1, jnp.nan, x))), jnp.isnan(jnp.full((3,), jnp.nan)), jnp.nanmax(jnp.where(x > 1, x, jnp.nan))), x)

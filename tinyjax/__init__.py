@@ -1,5 +1,5 @@
 """tinyjax: run JAX programs on tinygrad. `from tinyjax import tiny`."""
-from . import ops, interpreter, shapes, reductions, conv, random, control_flow  # noqa: F401  (each module registers its rules)
+from . import ops, interpreter, shapes, reductions, conv, random, indexing, control_flow  # noqa: F401  (each module registers its rules)
 from .decorator import TinyKey, tiny, to_numpy, to_tinygrad
 from .interpreter import UnsupportedPrimitiveError
 

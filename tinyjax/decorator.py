@@ -177,7 +177,9 @@ class tiny:
     device = self.device or Device.DEFAULT
     key, leaves, sigs, trace = self._signature_of(args, kwargs, device)
     program = self.programs.get(key)
-    if program is None: program = self.programs[key] = Program(*trace(), device, self.jit)
+    if program is None:
+      self.trace_count += 1   # programs built; report() traces without counting
+      program = self.programs[key] = Program(*trace(), device, self.jit)
     outs = program([leaf_to_tensor(x, s, device) for x, s in zip(leaves, sigs)])
     outs = [TinyKey(o, aval.dtype) if is_key_dtype(aval.dtype) else o for o, aval in zip(outs, program.out_avals)]
     return jax.tree_util.tree_unflatten(program.out_tree, outs)
@@ -212,7 +214,6 @@ class tiny:
         statics, rest = dict(static_args), iter(dyn)
         full = [statics[i] if i in statics else next(rest) for i in range(len(args))]
         return self.fun(*full, **dyn_kw, **static_kwargs)
-      self.trace_count += 1
       closed_jaxpr, out_shape = jax.make_jaxpr(flat_fun, return_shape=True)(*[s.abstract() for s in sigs])
       return closed_jaxpr, jax.tree_util.tree_structure(out_shape)
     return key, leaves, sigs, trace

@@ -7,11 +7,14 @@ modules (shapes, reductions, conv) and register into the same table, keyed by th
 import contextvars
 import importlib
 import math
+import weakref
 
+import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.extend.core import primitives as P
 from tinygrad import Tensor, dtypes as tg
+from tinygrad.uop.ops import GroupOp, Ops
 
 from .dtypes import to_jax, to_tiny
 
@@ -50,11 +53,14 @@ def primitive(name: str):
 # ---- helpers shared by all rule modules ----------------------------------------------------------------------
 
 def const(value, dtype, shape=()) -> Tensor:
-  """A constant of a JAX dtype on the program's device (folded into kernels, never a buffer)."""
+  """A constant of a JAX dtype on the program's device, folded into the kernels that use it.
+  NaN is the exception: tinygrad 0.14 folds `NaN != NaN` (its isnan) to False, so a NaN constant gets a buffer."""
   value = np.asarray(value, dtype=np.dtype(dtype)).item() if np.ndim(value) == 0 else value
-  # buffer=False: tinygrad 0.14's Tensor.full otherwise materializes a buffer (one more kernel per constant)
-  if np.ndim(value) == 0: return Tensor.full(shape, value, dtype=to_tiny(dtype), buffer=False)
-  return Tensor(np.asarray(value, dtype=dtype), device=DEVICE.get())
+  if np.ndim(value) == 0:
+    if isinstance(value, float) and math.isnan(value): return Tensor.full(shape, value, dtype=to_tiny(dtype), device=DEVICE.get())
+    # buffer=False: tinygrad 0.14's Tensor.full otherwise materializes a buffer (one more kernel per constant)
+    return Tensor.full(shape, value, dtype=to_tiny(dtype), buffer=False)
+  return Tensor(np.array(value, dtype=dtype), device=DEVICE.get())   # a writable copy: some devices' copy-in needs one
 
 
 def jdtype(x: Tensor) -> np.dtype: return to_jax(x.dtype)
@@ -64,6 +70,78 @@ def is_bool(x: Tensor) -> bool: return x.dtype == tg.bool
 def bits(x: Tensor) -> int: return x.dtype.itemsize * 8
 def full_like(x: Tensor, value) -> Tensor: return const(value, jdtype(x), x.shape)
 def nan_where(mask: Tensor, x: Tensor) -> Tensor: return mask.where(full_like(x, math.nan), x)
+
+
+_UNSIGNED = {tg.int8: tg.uint8, tg.int16: tg.uint16, tg.int32: tg.uint32, tg.int64: tg.uint64}
+_CONSTANT_EXPR: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # UOp -> a graph of constants only
+_CONSTANT_OPS = frozenset({Ops.CONST, Ops.STACK, Ops.CAST, Ops.BITCAST, Ops.REDUCE, Ops.DETACH, *GroupOp.ALU, *GroupOp.Movement})
+
+
+def _constant_expr(u) -> bool:
+  """True when a UOp's graph is made of constants and the ops on them only (no buffer, parameter or variable), so that
+  tinygrad folds it whole at compile time. Memoized per UOp: checking each rule's result costs O(new nodes)."""
+  stack = [u]
+  while stack:
+    n = stack[-1]
+    if n in _CONSTANT_EXPR: stack.pop(); continue
+    pending = [s for s in n.src if s not in _CONSTANT_EXPR]
+    if pending: stack.extend(pending); continue
+    stack.pop()
+    _CONSTANT_EXPR[n] = n.op in _CONSTANT_OPS and all(_CONSTANT_EXPR[s] for s in n.src)
+  return _CONSTANT_EXPR[u]
+
+
+def wrap_int(x: Tensor) -> Tensor:
+  """Two's-complement wrap-around of an integer result that tinygrad will constant-fold, as XLA's.
+
+  tinygrad 0.14 folds integer ops on constants with unbounded Python ints and never truncates them to the dtype
+  (tinygrad/uop/symbolic.py: fold_const_alu calls exec_alu(..., truncate_output=False); CAST(CONST) folds to
+  const_like(c.val)). So uint32 65536*65536 folds to a uint32 CONST 4294967296, int32 2147483647-(-2147483648) to an
+  int32 CONST 4294967295, and whatever is folded from them (comparisons, divisions, widening casts) reads the value
+  whole; only the stored value looks right, because C truncates the literal. Masking with the all-ones value of the
+  unsigned type of the same width folds to the wrapped bits (a signed value is masked as its unsigned bitcast:
+  BITCAST(CONST) folds truncating). Computed values (any buffer or variable in the graph) wrap in the generated code
+  already and are returned as they are, so this costs nothing at run time. Identity for floats and bools."""
+  if not (tg.is_unsigned(x.dtype) or x.dtype in _UNSIGNED) or not _constant_expr(x.uop): return x
+  if tg.is_unsigned(x.dtype): return x & full_like(x, x.dtype.max)
+  u = _UNSIGNED[x.dtype]   # (a bare bitcast round trip is not enough: symbolic's bitcast-of-bitcast rule raises on the
+  return (x.bitcast(u) & const(u.max, to_jax(u), x.shape)).bitcast(x.dtype)   # weak CONST an x*1 -> x fold can leave)
+
+
+def _in_f32(fn):
+  """Evaluate fn in float32 for f16/bf16 arguments and round the result back."""
+  def wrapped(*xs):
+    low = xs[0].dtype in (tg.float16, tg.bfloat16)
+    out = fn(*[x.cast(tg.float32) for x in xs]) if low else fn(*xs)
+    return out.cast(xs[0].dtype) if low else out
+  wrapped.__name__ = fn.__name__
+  return wrapped
+
+
+def _no_f64_trig(fn):
+  def wrapped(x):
+    if x.dtype == tg.float64:   # tinygrad 0.14 reduces float64 arguments >= 30 with 32 bits of the mantissa: sin(1e4) off by 1e-4
+      raise NotImplementedError(f"{fn.__name__} on float64: tinygrad's float64 argument reduction is inaccurate for |x| >= 30")
+    return fn(x)
+  wrapped.__name__ = fn.__name__
+  return wrapped
+
+
+def _signbit(x: Tensor) -> Tensor:
+  """True where the sign bit is set (so for -0.0 too)."""
+  return x.bitcast({2: tg.int16, 4: tg.int32, 8: tg.int64}[x.dtype.itemsize]) < 0
+
+
+def _fabs(x: Tensor) -> Tensor:
+  """|x| by clearing the sign bit: tinygrad's abs keeps -0.0 negative."""
+  itype = {2: tg.int16, 4: tg.int32, 8: tg.int64}[x.dtype.itemsize]
+  return (x.bitcast(itype) & np.iinfo(to_jax(itype)).max).bitcast(x.dtype)
+
+
+def _copysign(mag: "Tensor | float", sign: Tensor) -> Tensor:
+  """|mag| with the sign bit of sign (a float mag stays a constant: tinygrad cannot bitcast a float64 constant)."""
+  m = _fabs(mag) if isinstance(mag, Tensor) else full_like(sign, abs(mag))
+  return _signbit(sign).where(-m, m)
 
 
 def elementwise(*primitives):
@@ -81,10 +159,11 @@ def elementwise(*primitives):
 
 # ---- arithmetic ------------------------------------------------------------------------------------------------
 
-elementwise(P.add_p, P.add_jaxvals_p)(lambda x, y: x + y)
-elementwise(P.sub_p)(lambda x, y: x - y)
-elementwise(P.mul_p)(lambda x, y: x * y)
-elementwise(P.neg_p)(lambda x: -x if not is_unsigned(x) else full_like(x, 0) - x)
+# integer results go through wrap_int: tinygrad would fold an overflowing constant expression without wrapping it
+elementwise(P.add_p, P.add_jaxvals_p)(lambda x, y: wrap_int(x + y))
+elementwise(P.sub_p)(lambda x, y: wrap_int(x - y))
+elementwise(P.mul_p)(lambda x, y: wrap_int(x * y))
+elementwise(P.neg_p)(lambda x: wrap_int(-x if not is_unsigned(x) else full_like(x, 0) - x))
 
 
 @elementwise(P.div_p)
@@ -99,7 +178,7 @@ def div(x, y):
 
 @elementwise(P.rem_p)
 def rem(x, y):
-  if is_float(x): return x.fmod(y)
+  if is_float(x): return _fmod(x, y)
   # XLA: sign follows the dividend; x%0 is x; INT_MIN % -1 is 0.
   safe_y = (y == 0).where(full_like(y, 1), y)
   if not is_unsigned(x): safe_y = (y == full_like(y, -1)).where(full_like(y, 1), safe_y)
@@ -107,22 +186,46 @@ def rem(x, y):
   return (y == 0).where(x, r)
 
 
+@_in_f32
+def _fmod(x, y):
+  """C fmod, exact (as XLA's): x - trunc(x/y)*y loses everything once |x/y| > 2^24. With integer mantissas mx, my and
+  exponent difference d, |x| mod |y| = (mx * 2^d mod my) in units of y's last place; d <= 253 is taken 39 bits at a time
+  in int64 (my < 2^24, so r * 2^39 < 2^63)."""
+  if x.dtype != tg.float32: raise NotImplementedError(f"rem (fmod) on {x.dtype}: only float32/float16/bfloat16 are exact")
+  def split(v):   # (integer mantissa with the hidden bit, biased exponent >= 1) of |v|
+    bits_ = v.bitcast(tg.uint32) & 0x7FFFFFFF
+    e = (bits_ >> 23).cast(tg.int32)
+    m = (bits_ & 0x7FFFFF) | (e > 0).where(0x800000, 0).cast(tg.uint32)
+    return m.cast(tg.int64), e.maximum(1)
+  (mx, ex), (my, ey) = split(x), split(y)
+  my = (my == 0).where(1, my)                                          # y = 0 gives NaN below; never divide by 0
+  d = ex - ey
+  r = mx % my
+  for i in range(7): r = (r << (d - 39 * i).clip(0, 39).cast(tg.int64)) % my
+  two_ey = (ey.cast(tg.uint32) << 23).bitcast(tg.float32)             # 2^(ey - 127), a normal number
+  out = _copysign(r.cast(tg.float32) * 2.0 ** -23 * two_ey, x)        # exact: a multiple of y's last place below |y|
+  out = ((d < 0) | y.isinf()).where(x, out)                            # |x| < |y|: x itself
+  return (x.isinf() | (y == 0) | x.isnan() | y.isnan()).where(full_like(x, math.nan), out)
+
+
 @elementwise(P.max_p)
 def max_(x, y):
   if is_bool(x): return x | y
-  out = x.maximum(y)
-  return nan_where(x.isnan() | y.isnan(), out) if is_float(x) else out
+  if not is_float(x): return x.maximum(y)
+  out = (x == y).where(_signbit(x).where(y, x), x.maximum(y))   # XLA: max(-0, +0) = +0 either way round, NaN wins
+  return nan_where(x.isnan() | y.isnan(), out)
 
 
 @elementwise(P.min_p)
 def min_(x, y):
   if is_bool(x): return x & y
-  out = x.minimum(y)
-  return nan_where(x.isnan() | y.isnan(), out) if is_float(x) else out
+  if not is_float(x): return x.minimum(y)
+  out = (x == y).where(_signbit(x).where(x, y), x.minimum(y))   # XLA: min(-0, +0) = -0
+  return nan_where(x.isnan() | y.isnan(), out)
 
 
 @elementwise(P.abs_p)
-def abs_(x): return x if is_unsigned(x) else (x < 0).where(-x, x) if not is_float(x) else x.abs()
+def abs_(x): return x if is_unsigned(x) else wrap_int((x < 0).where(-x, x)) if not is_float(x) else _fabs(x)
 
 
 @elementwise(P.sign_p)
@@ -133,7 +236,8 @@ def sign(x):
   return (x > 0).where(one, (x < 0).where(-one, x))   # keeps -0.0, +0.0 and NaN as they are
 
 
-elementwise(P.square_p)(lambda x: x * x)
+elementwise(P.square_p)(lambda x: wrap_int(x * x))
+elementwise(primitive("one_minus_square_p"))(lambda x: 1 - x * x)   # jax >= 0.11 (tanh's and asin's derivatives)
 elementwise(P.copy_p, P.stop_gradient_p if hasattr(P, "stop_gradient_p") else P.copy_p)(lambda x: x)
 
 
@@ -146,121 +250,230 @@ def integer_pow(x, *, y):
     if n & 1: acc = base if acc is None else acc * base
     n >>= 1
     if n > 0: base = base * base
-  return full_like(acc, 1) / acc if y < 0 else acc
+  if y > 0: return wrap_int(acc)
+  # XLA's CPU code runs with denormals flushed to zero, so 1/x**3 is inf once x**3 is subnormal (2e-13**-3 in f32);
+  # f16 is computed in f32 there, where f16's subnormals are normal numbers.
+  if x.dtype != tg.float16: acc = (_fabs(acc) < float(jnp.finfo(jdtype(acc)).tiny)).where(_copysign(0.0, acc), acc)
+  return full_like(acc, 1) / acc
 
 
 @elementwise(P.pow_p)
 def pow_(x, y):
-  if not is_float(y):   # integer exponent: XLA's exact repeated multiplication for each element
-    return _pow_int_exponent(x, y)
-  return _pow_float(x, y)
+  # XLA converts an integer exponent to the base's dtype (f16 overflows to inf as XLA's does), then takes powf
+  if not is_float(y): y = convert_element_type(y, new_dtype=jdtype(x))
+  return _pow(x, y)
 
 
-def _pow_float(x, y):
-  # IEEE pow special cases that exp(y*log(x)) gets wrong
-  ax = x.abs()
-  y_int = y.trunc() == y
+@_in_f32
+def _pow(x, y):
+  """IEEE pow: exp2(y*log2|x|) (within ~|y*log2 x|*2^-24 relative, near overflow 5e-6 in f32) plus the special cases."""
+  y_int = y.trunc() == y                                       # true for ±inf too
   y_odd = y_int & ((y * 0.5).trunc() != y * 0.5)
-  mag = (y * ax.log2()).exp2()
-  neg = x < 0
-  out = neg.where(y_int.where(y_odd.where(-mag, mag), full_like(x, math.nan)), mag)
-  out = (x == 0).where((y < 0).where(y_odd.where(full_like(x, math.inf) * _sign_bit_one(x), full_like(x, math.inf)),
-                                     (y == 0).where(full_like(x, 1), y_odd.where(x, full_like(x, 0)))), out)
-  out = (y == 0).where(full_like(x, 1), out)
-  out = ((x == 1)).where(full_like(x, 1), out)
-  out = ((x == -1) & y.isinf()).where(full_like(x, 1), out)
-  return out
-
-
-def _sign_bit_one(x):
-  """+1 or -1 by the sign bit, so that -0.0 counts as negative."""
-  itype = {2: tg.int16, 4: tg.int32, 8: tg.int64}[x.dtype.itemsize]
-  return (x.bitcast(itype) < 0).where(full_like(x, -1), full_like(x, 1))
-
-
-def _pow_int_exponent(x, y):
-  n_bits = bits(y)
-  y_abs = (y < 0).where(-y, y) if not is_unsigned(y) else y
-  acc, base = full_like(x, 1), x
-  for i in range(n_bits):
-    acc = ((y_abs >> i) & 1).cast(tg.bool).where(acc * base, acc)
-    base = base * base
-  return (y < 0).where(full_like(x, 1) / acc, acc) if not is_unsigned(y) else acc
+  mag = (y * x.abs().log2()).exp2()                            # 0**y, inf**y, |x|<1 or >1 with y=±inf all follow from this
+  out = (_signbit(x) & y_odd).where(-mag, mag)                 # (-0)**-1 = -inf, (-inf)**3 = -inf
+  out = ((x < 0) & ~x.isinf() & ~y_int).where(full_like(x, math.nan), out)
+  out = ((x.abs() == 1) & y.isinf()).where(full_like(x, 1), out)
+  # exact where the result can be the largest float (pow(max, 1) must not round up to inf)
+  out = (y == 1).where(x, (y == 2).where(x * x, (y == -1).where(1 / x, out)))
+  return ((x == 1) | (y == 0)).where(full_like(x, 1), out)     # even when the other operand is NaN
 
 
 # ---- transcendental --------------------------------------------------------------------------------------------
+# XLA on CPU evaluates a single f16/bf16 transcendental op in float32 and rounds the result (checked against
+# jax.jit: bit-identical for exp/log/log1p/sqrt/rsqrt/cbrt/tanh/sin/cos/tan/atan2/pow/rem/sinh/cosh); `_in_f32` does
+# that. Primitives that JAX/CHLO decompose (exp2, logistic, asin, acos, atan, asinh, acosh, atanh) are written below as
+# the same decomposition, op by op in the input dtype, so f16/bf16 round at the same places as XLA's.
 
-elementwise(P.exp_p)(lambda x: x.exp())
-elementwise(P.exp2_p)(lambda x: x.exp2())
-elementwise(P.log_p)(lambda x: x.log())
-elementwise(P.log1p_p)(lambda x: _log1p(x))
-elementwise(P.expm1_p)(lambda x: _expm1(x))
-elementwise(P.sqrt_p)(lambda x: x.sqrt())
-elementwise(P.rsqrt_p)(lambda x: x.rsqrt())
-elementwise(P.cbrt_p)(lambda x: _sign_preserving(x, (x.abs().log2() / 3).exp2()))
-elementwise(P.tanh_p)(lambda x: _tanh(x))
-elementwise(P.logistic_p)(lambda x: _logistic(x))
-elementwise(P.sin_p)(lambda x: x.sin())
-elementwise(P.cos_p)(lambda x: x.cos())
-elementwise(P.tan_p)(lambda x: x.sin() / x.cos())
-elementwise(P.asin_p)(lambda x: x.asin())
-elementwise(P.acos_p)(lambda x: x.acos())
-elementwise(P.atan_p)(lambda x: x.atan())
-elementwise(P.sinh_p)(lambda x: _sinh(x))
-elementwise(P.cosh_p)(lambda x: (x.abs().exp() + (-x.abs()).exp()) * 0.5)
-elementwise(P.asinh_p)(lambda x: _sign_preserving(x, _log1p(x.abs() + x * x / (1 + (1 + x * x).sqrt()))))
-elementwise(P.acosh_p)(lambda x: (x + (x * x - 1).sqrt()).log())
-elementwise(P.atanh_p)(lambda x: _log1p(2 * x / (1 - x)) * 0.5)
+def _ln2(x: Tensor) -> Tensor: return full_like(x, math.log(2))   # rounded to x's dtype, as XLA's constant is
+
+
+exp = elementwise(P.exp_p)(_in_f32(lambda x: x.exp()))
+log = elementwise(P.log_p)(_in_f32(lambda x: x.log()))
+sqrt = elementwise(P.sqrt_p)(lambda x: x.sqrt())                  # correctly rounded in every dtype
+elementwise(P.rsqrt_p)(_in_f32(lambda x: x.rsqrt()))
+@elementwise(P.exp2_p)
+def exp2(x):
+  # JAX lowers exp2(x) to exp(x * log(2)) with the product rounded to x's dtype, and exp magnifies that rounding
+  # (exp2(15.96) in f16: 64220 vs 64000). tinygrad evaluates f16 arithmetic in f32 without rounding (__fp16 on clang),
+  # so round the (exact in f32) f16 product by hand there.
+  if x.dtype != tg.float16: return exp(x * _ln2(x))
+  b = (x.cast(tg.float32) * float(np.float16(math.log(2)))).bitcast(tg.uint32)
+  return exp(((b + 0xFFF + ((b >> 13) & 1)) & 0xFFFFE000).bitcast(tg.float32)).cast(tg.float16)   # f16 rounding, ties to even
+elementwise(P.logistic_p)(lambda x: full_like(x, 1) / (exp(-x) + full_like(x, 1)))   # JAX's logistic_impl
+
+
+@elementwise(P.log1p_p)
+@_in_f32
+def log1p(x):
+  u = x + 1   # log(u) * x / (u - 1) cancels the rounding of 1 + x
+  return (u == 1).where(x, (u == math.inf).where(u, u.log() * (x / (u - 1))))
+
+
+@elementwise(P.expm1_p)
+@_in_f32
+def expm1(x):
+  u = x.exp()   # Kahan: (u - 1) * x / log(u) cancels the rounding of exp
+  return (u == 1).where(x, (u - 1 == -1).where(full_like(x, -1), (u == math.inf).where(u, (u - 1) * (x / u.log()))))
+
+
+@elementwise(P.tanh_p)
+@_in_f32
+def tanh(x):
+  e = expm1(-2 * x.abs())
+  return _copysign(-e / (e + 2), x)
+
+
+@elementwise(P.cbrt_p)
+@_in_f32
+def cbrt(x): return _copysign((x.abs().log2() * (1 / 3)).exp2(), x)
+
+
+@elementwise(P.sinh_p)
+@_in_f32
+def sinh(x):   # CHLO's decomposition (XLA evaluates it in f32 for f16/bf16)
+  e = expm1(x)   # e/(e+1) written as 1/(1+1/e): tinygrad rewrites x/(1+x) to 1-1/(1+x), which cancels to 0 for small x
+  return (x.abs() < 1).where((e + 1 / (1 + 1 / e)) * 0.5, (x - _ln2(x)).exp() - (-_ln2(x) - x).exp())
+
+
+@elementwise(P.cosh_p)
+@_in_f32
+def cosh(x): return (x - _ln2(x)).exp() + (-_ln2(x) - x).exp()
+
+
+# 1/(2pi) in 32-bit words after a zero word (2/pi shifted right by 2 bits), for the Payne-Hanek reduction below
+_TWO_OVER_PI_WORDS = (0, 0x28be60db, 0x9391054a, 0x7f09d5f4, 0x7d4d3770, 0x36d8a566, 0x4f10e410, 0x7f9458ea, 0xf7aef158)
+
+
+def _reduce_pio2(d: Tensor) -> tuple[Tensor, Tensor]:
+  """float32 d >= 1 (finite) -> (r, q) with d = q*pi/2 + r, |r| <= pi/4, r accurate relative to itself (so next to the
+  zeros of sin and cos too). Payne-Hanek in integer arithmetic: the 64 bits of d*2/pi around the binary point are
+  mantissa(d) * (96 bits of 2/pi picked by d's exponent). This is tinygrad's payne_hanek_reduction with a centered
+  remainder (tinygrad's returns r in [-pi/2, 0), which keeps only absolute accuracy near the zeros); a float
+  Cody-Waite reduction is no alternative: tinygrad's symbolic rewrites reassociate float sums."""
+  u64 = tg.uint64
+  bits_ = d.bitcast(tg.uint32)
+  e = ((bits_ >> 23) & 0xFF).cast(tg.int32) - 126                     # d = f * 2^e with f in [0.5, 1), e >= 1
+  ia = (((bits_ & 0x7FFFFF) | 0x800000) << 8).cast(u64)               # f * 2^32
+  i, sh = e >> 5, (e & 31).cast(u64)
+  def word(k):   # _TWO_OVER_PI_WORDS[i + k]
+    out = const(0, np.uint64, d.shape)
+    for j, w in enumerate(_TWO_OVER_PI_WORDS): out = (i + k == j).where(const(w, np.uint64, d.shape), out)
+    return out
+  a = [word(k) for k in range(4)]
+  w = [((a[k] << sh) | (a[k + 1] >> (32 - sh))) & 0xFFFFFFFF for k in range(3)]   # 96 bits of 2/pi aligned with d
+  # d*2/pi * 2^62 mod 2^64: quadrant in the top 2 bits (wrap_int: a constant d would be folded without wrapping)
+  p = wrap_int(wrap_int(wrap_int(ia * w[0]) << 32) + wrap_int(ia * w[1]) + (wrap_int(ia * w[2]) >> 32))
+  q = wrap_int(p + (1 << 61)) >> 62                                     # round to the nearest quadrant
+  rem = wrap_int(p - wrap_int(q << 62)).bitcast(tg.int64)               # in [-2^61, 2^61)
+  return rem.cast(tg.float32) * (math.pi / 2 / 2.0 ** 62), q.cast(tg.int32)
+
+
+def _sin_quadrant(r: Tensor, q: Tensor) -> Tensor:
+  """sin(r + q*pi/2) for |r| <= pi/4, from tinygrad's minimax sine polynomial on [-pi/2, pi/2]."""
+  from tinygrad.codegen.decomp.transcendental import sin_poly
+  v = ((q & 1) == 1).where(sin_poly(math.pi / 2 - r.abs()), sin_poly(r))   # cos(r) = sin(pi/2 - |r|) >= 0.7: no cancellation
+  return ((q & 2) == 2).where(-v, v)
+
+
+def _sincos(x: Tensor, shift: int) -> Tensor:
+  """sin(x + shift*pi/2) for float32 x; below |x| = 1 no reduction is needed."""
+  ok = ~(x.isinf() | x.isnan())
+  d = ok.where(x.abs(), full_like(x, 0))
+  neg = _signbit(x) & (shift == 0)                                      # sin is odd, cos even
+  r, q = _reduce_pio2(d.maximum(1))
+  small = x.sin() if shift == 0 else 1 - 2 * (x * 0.5).sin().square()   # |x| < 1: cos >= 0.54, no cancellation
+  out = (d < 1).where(small, neg.where(-1, 1) * _sin_quadrant(r, q + shift))
+  return ok.where(out, full_like(x, math.nan))
+
+
+@elementwise(P.sin_p)
+@_no_f64_trig
+@_in_f32
+def sin(x): return _sincos(x, 0)   # tinygrad's own sine keeps only absolute accuracy near multiples of pi
+
+
+@elementwise(P.cos_p)
+@_no_f64_trig
+@_in_f32
+def cos(x): return _sincos(x, 1)   # tinygrad's cos is sin(pi/2 - x): loses x's low bits (cos(1e4) off by 1.5e-4)
+
+
+@elementwise(P.tan_p)
+@_no_f64_trig
+@_in_f32
+def tan(x): return sin(x) / cos(x)   # both ~1 ulp with exact reduction, so the quotient is accurate near the poles too
+
+
+def _atan(t):
+  """atan for float32/float64 (Cephes atanf / atan: range reduction to |t| <= tan(pi/8) or 0.66, then a polynomial)."""
+  a = t.abs()
+  if t.dtype == tg.float64:
+    big, mid = a > 2.41421356237309504880, a > 0.66
+  else:
+    big, mid = a > 2.414213562373095, a > 0.4142135623730950
+  base = big.where(full_like(t, math.pi / 2), mid.where(full_like(t, math.pi / 4), full_like(t, 0)))
+  u = big.where(-1 / a, mid.where((a - 1) / (a + 1), a))
+  z = u * u
+  if t.dtype == tg.float64:
+    p = (((-8.750608600031904122785e-1 * z - 1.615753718733365076637e1) * z - 7.500855792314704667340e1) * z
+         - 1.228866684490136173410e2) * z - 6.485021904942025371773e1
+    q = ((((z + 2.485846490142306297962e1) * z + 1.650270098316988542046e2) * z + 4.328810604912902668951e2) * z
+         + 4.853903996359136964868e2) * z + 1.945506571482613964425e2
+    poly = u * (z * p / q) + u + big.where(full_like(t, 6.123233995736765886130e-17), mid.where(full_like(t, 3.061616997868382943065e-17), full_like(t, 0)))
+  else:
+    poly = (((8.05374449538e-2 * z - 1.38776856032e-1) * z + 1.99777106478e-1) * z - 3.33329491539e-1) * z * u + u
+  return _copysign(base + poly, t)
 
 
 @elementwise(P.atan2_p)
+@_in_f32
 def atan2(y, x):
-  pi = full_like(x, math.pi)
-  base = (y / x).atan()
-  out = (x < 0).where((_sign_bit_one(y) > 0).where(base + pi, base - pi), base)
-  # x == 0 (either sign of zero), and the zero/inf corner cases of IEEE atan2
-  out = (x == 0).where((y == 0).where(_atan2_zero(y, x), _sign_bit_one(y) * pi * 0.5), out)
-  both_inf = x.isinf() & y.isinf()
-  out = both_inf.where(_sign_bit_one(y) * (x > 0).where(pi * 0.25, pi * 0.75), out)
-  return nan_where(x.isnan() | y.isnan(), out)
+  ax, ay = _fabs(x), _fabs(y)
+  both_inf, both_zero = ax.isinf() & ay.isinf(), (ax == 0) & (ay == 0)
+  t = both_inf.where(full_like(x, 1), both_zero.where(full_like(x, 0), ay / ax))   # |y|/|x|: inf/0 give pi/2 and 0
+  r = _atan(t)
+  r = _signbit(x).where(full_like(x, math.pi) - r, r)        # x < 0 or x = -0: the left half-plane
+  return _copysign(r, y)                                      # NaN in, NaN out (t is NaN)
 
 
-def _atan2_zero(y, x):
-  """atan2(±0, ±0): ±0 when x is +0, ±pi when x is -0."""
-  return (_sign_bit_one(x) > 0).where(y, _sign_bit_one(y) * full_like(x, math.pi))
+# CHLO's decompositions of the inverse functions, op by op in the input dtype (each op rounds, as in XLA)
+@elementwise(P.asin_p)
+def asin(x):
+  one = full_like(x, 1)
+  a = atan2(x, sqrt((one - x) * (x + one)) + one)
+  return a + a
 
 
-def _sign_preserving(x, magnitude): return (x < 0).where(-magnitude, (x == 0).where(x, magnitude))
+@elementwise(P.acos_p)
+def acos(x):
+  one = full_like(x, 1)
+  return atan2(sqrt((one - x) * (x + one)), x)
 
 
-def _log1p(x):
-  # log(1+x) with the cancellation fix: log(u) * x / (u - 1) where u = 1 + x
-  u = x + 1
-  return u.isinf().where(u, (u == 1).where(x, u.log() * x / (u - 1)))
+@elementwise(P.atan_p)
+def atan(x): return atan2(x, full_like(x, 1))
 
 
-def _expm1(x):
-  u = x.exp()
-  return u.isinf().where(u, (u == 1).where(x, (u == 0).where(full_like(x, -1), (u - 1) * x / u.log())))
+@elementwise(P.asinh_p)
+def asinh(x):
+  one, ax, x2 = full_like(x, 1), x.abs(), x * x
+  big = log(ax) + _ln2(x)
+  small = log1p(ax + x2 / (sqrt(x2 + one) + one))
+  return sign(x) * (ax >= full_like(x, math.sqrt(float(jnp.finfo(jdtype(x)).max)))).where(big, small)
 
 
-def _tanh(x):
-  # 1 - 2/(exp(2x)+1) loses everything near 0; use expm1 form and saturate
-  ax = x.abs()
-  e = _expm1(-2 * ax)
-  t = -e / (e + 2)
-  return x.isnan().where(x, _sign_preserving(x, t))
+@elementwise(P.acosh_p)
+def acosh(x):
+  one = full_like(x, 1)
+  s = sqrt(x - one)
+  big = log(x) + _ln2(x)
+  return (x >= full_like(x, float(jnp.finfo(jdtype(x)).max) / 2)).where(big, log1p(s * (sqrt(x + one) + s)))
 
 
-def _sinh(x):
-  ax = x.abs()
-  e = _expm1(ax)
-  return _sign_preserving(x, 0.5 * (e + e / (e + 1)))
-
-
-def _logistic(x):
-  # 1/(1+exp(-x)) overflows harmlessly to 0 for very negative x, as XLA's
-  return 1 / (1 + (-x).exp())
+@elementwise(P.atanh_p)
+def atanh(x):
+  half = (log1p(x) - log1p(-x)) * full_like(x, 0.5)
+  return (x.abs() > full_like(x, 1)).where(full_like(x, math.nan), half)
 
 
 @elementwise(P.floor_p)
@@ -273,18 +486,15 @@ def ceil(x): return x.ceil()
 
 @register(P.round_p)
 def round_(x, *, rounding_method):
-  if int(rounding_method) == int(lax.RoundingMethod.TO_NEAREST_EVEN): return _round_half_even(x)
-  r = (x.abs() + 0.5).floor()
-  r = (r - x.abs() > 0.5).where(r - 1, r)  # x.abs()+0.5 may round up in float; undo that
-  return _sign_preserving(x, r).where(~x.isinf() & ~x.isnan(), x)
-
-
-def _round_half_even(x):
-  f = x.floor()
-  diff = x - f
-  up = (diff > 0.5) | ((diff == 0.5) & ((f * 0.5).floor() * 2 != f))
-  r = up.where(f + 1, f)
-  return (r == 0).where(x * 0, r).where(~x.isinf() & ~x.isnan(), x)   # keep the sign of zero
+  t = x.trunc()
+  frac = (x - t).abs()                                           # exact
+  if int(rounding_method) == int(lax.RoundingMethod.TO_NEAREST_EVEN):
+    odd = (t * 0.5).trunc() * 2 != t
+    up = (frac > 0.5) | ((frac == 0.5) & odd)
+  else:
+    up = frac >= 0.5
+  r = up.where(t + _copysign(1.0, x), t)
+  return (r == 0).where(_copysign(0.0, x), r)                    # the sign of zero follows x: round(-0.3) = -0.0
 
 
 @elementwise(P.is_finite_p)
@@ -313,7 +523,7 @@ def _shift_in_range(y, x):
 @elementwise(P.shift_left_p)
 def shift_left(x, y):
   ok = _shift_in_range(y, x)
-  return ok.where(x << ok.where(y, full_like(y, 0)), full_like(x, 0))
+  return wrap_int(ok.where(x << ok.where(y, full_like(y, 0)), full_like(x, 0)))
 
 
 @elementwise(P.shift_right_logical_p)
@@ -373,7 +583,7 @@ def convert_element_type(x, *, new_dtype, weak_type=False, sharding=None):
   if x.dtype == target: return x
   if target == tg.bool: return x != 0
   if is_float(x) and tg.is_int(target): return _float_to_int(x, new_dtype)
-  return x.cast(target)
+  return wrap_int(x.cast(target))   # int -> narrower or other signedness wraps
 
 
 def _float_to_int(x, new_dtype):

@@ -1,10 +1,13 @@
-"""Rules that move data without arithmetic: broadcasting, reshaping, slicing, padding, concatenation, iota."""
+"""Rules that move data without arithmetic: broadcasting, reshaping, slicing, padding, concatenation, iota, and the
+dynamic slices (traced start indices, clamped as XLA clamps them)."""
+import functools
+
 import numpy as np
 from jax.extend.core import primitives as P
 from tinygrad import Tensor, dtypes as tg
 
 from .dtypes import to_tiny
-from .ops import DEVICE, const, primitive, register
+from .ops import primitive, register
 
 
 @register(P.broadcast_in_dim_p)
@@ -44,22 +47,17 @@ def slice_(x, *, start_indices, limit_indices, strides=None):
 
 @register(P.pad_p)
 def pad(x, padding_value, *, padding_config):
-  """XLA pad: per dimension (low, high, interior); negative low/high crop."""
-  mask = Tensor.ones(*x.shape, dtype=tg.bool, device=x.device) if 0 not in x.shape else None
-  for dim, (_, _, interior) in enumerate(padding_config):
-    if interior > 0 and x.shape[dim] > 0:
-      x = _interleave_zeros(x, dim, interior)
-      mask = _interleave_zeros(mask, dim, interior)
-  grow = tuple((max(lo, 0), max(hi, 0)) for lo, hi, _ in padding_config)
-  if any(g != (0, 0) for g in grow):
-    if 0 in x.shape:   # nothing to keep: the result is all padding
-      shape = [d + lo + hi for d, (lo, hi) in zip(x.shape, grow)]
-      x, mask = Tensor.zeros(*shape, dtype=x.dtype, device=x.device), Tensor.zeros(*shape, dtype=tg.bool, device=x.device)
-    else: x, mask = x.pad(grow), mask.pad(grow)
-  crop = tuple((-min(lo, 0), d - (-min(hi, 0)) if d else 0) for d, (lo, hi, _) in zip(x.shape, padding_config))
-  x = x.shrink(crop)
-  if mask is None: return x
-  return mask.shrink(crop).where(x, padding_value.expand(x.shape) if x.shape else padding_value)
+  """XLA pad: per dimension (low, high, interior); negative low/high crop. A boolean mask goes through the same
+  moves as x and marks the positions that come from x; the (traced) padding value fills the rest."""
+  padding_config = [tuple(int(v) for v in dim) for dim in padding_config]   # may hold numpy ints (flax's pooling)
+  out_shape = tuple(lo + hi + d + max(d - 1, 0) * interior for d, (lo, hi, interior) in zip(x.shape, padding_config))
+  if 0 in x.shape: return padding_value.reshape((1,) * len(out_shape)).expand(out_shape)
+  def move(t):
+    for dim, (_, _, interior) in enumerate(padding_config):
+      if interior and t.shape[dim] > 1: t = _interleave_zeros(t, dim, interior)
+    t = t.pad(tuple((max(lo, 0), max(hi, 0)) for lo, hi, _ in padding_config))
+    return t.shrink(tuple((-min(lo, 0), -min(lo, 0) + n) for (lo, _, _), n in zip(padding_config, out_shape)))
+  return move(Tensor.full(x.shape, True, dtype=tg.bool, buffer=False)).where(move(x), padding_value)
 
 
 def _interleave_zeros(x, dim, interior):
@@ -86,7 +84,42 @@ def split(x, *, sizes, axis):
 @register(P.iota_p)
 def iota(*dyn_shape, dtype, shape, dimension, sharding=None):
   if dyn_shape: raise NotImplementedError("dynamic shapes")
-  if 0 in shape: return const(0, dtype, shape)
-  line = Tensor.arange(shape[dimension], device=DEVICE.get(), dtype=tg.int32 if to_tiny(dtype) != tg.int64 else tg.int64)
-  line = line.cast(to_tiny(dtype)).reshape([n if i == dimension else 1 for i, n in enumerate(shape)])
-  return line.expand(shape)
+  line = Tensor.arange(shape[dimension], dtype=tg.int32).cast(to_tiny(dtype))   # XLA converts an s32 iota, so int8 wraps
+  return line.reshape([n if i == dimension else 1 for i, n in enumerate(shape)]).expand(shape)
+
+
+# ---- dynamic slices: traced start indices ----------------------------------------------------------------------
+
+def _clamped_start(i: Tensor, limit: int) -> Tensor:
+  """XLA clamps a start index into [0, dim - size], in the index's own integer dtype; the result is int32."""
+  if not tg.is_unsigned(i.dtype): i = i.maximum(0)
+  return (i.minimum(limit) if limit < i.dtype.max else i).cast(tg.int32)
+
+
+def _along(t: Tensor, dim: int, ndim: int) -> Tensor:
+  """A 1-d index tensor shaped to index axis `dim` of an ndim array (indices of all axes broadcast as an outer product)."""
+  return t.reshape([-1 if k == dim else 1 for k in range(ndim)])
+
+
+def _take(x: Tensor, index: tuple) -> Tensor:
+  """x[index] with tensor indices: a gather that loads directly (tinygrad 0.14 gives bool data back as weakint)."""
+  return x.cast(tg.uint8)[index].cast(tg.bool) if x.dtype == tg.bool else x[index]
+
+
+@register(P.dynamic_slice_p)
+def dynamic_slice(x, *starts, slice_sizes):
+  if x.ndim == 0 or 0 in slice_sizes: return x.shrink(tuple((0, s) for s in slice_sizes))
+  index = [_along(_clamped_start(i, d - s) + Tensor.arange(s, dtype=tg.int32), dim, x.ndim)
+           for dim, (i, d, s) in enumerate(zip(starts, x.shape, slice_sizes))]
+  return _take(x, tuple(index))
+
+
+@register(P.dynamic_update_slice_p)
+def dynamic_update_slice(x, update, *starts):
+  if x.ndim == 0: return update
+  if 0 in update.shape: return x
+  # every output element asks where it sits inside the update window, then takes update there or x outside
+  offset = [_along(Tensor.arange(d, dtype=tg.int32) - _clamped_start(i, d - s), dim, x.ndim)
+            for dim, (i, d, s) in enumerate(zip(starts, x.shape, update.shape))]
+  inside = functools.reduce(lambda a, b: a & b, [(o >= 0) & (o < s) for o, s in zip(offset, update.shape)])
+  return inside.where(_take(update, tuple(o.maximum(0).minimum(s - 1) for o, s in zip(offset, update.shape))), x)

@@ -1,0 +1,124 @@
+"""Writes the notebooks from the cells below and executes them, so the committed .ipynb files carry a real run's outputs.
+
+    DEV=CPU python notebooks/build.py            # rebuild and execute all
+    DEV=CPU python notebooks/build.py training   # one
+
+tests/test_notebooks.py executes the committed notebooks again in CI.
+"""
+import pathlib
+import sys
+
+import nbformat
+from nbclient import NotebookClient
+
+HERE = pathlib.Path(__file__).parent
+
+QUICKSTART = [
+  ("md", """# tinyjax quickstart
+
+tinyjax runs JAX programs on [tinygrad](https://github.com/tinygrad/tinygrad): `@tiny` traces a JAX function to a
+Jaxpr, maps every primitive onto lazy tinygrad Tensor ops, and tinygrad fuses the graph into kernels for CPU (C),
+OpenCL, CUDA, Metal, AMD or WebGPU. This notebook shows the decorator, the lazy graph, the prototype's Flax CNN with
+parity and timings against `jax.jit`, and how many kernels tinygrad made of it."""),
+  ("code", """import time
+import numpy as np
+import jax, jax.numpy as jnp
+from tinygrad import Device, Tensor
+from tinygrad.helpers import GlobalCounters
+from tinyjax import tiny, to_tinygrad
+print("tinygrad device:", Device.DEFAULT, "| jax devices:", jax.devices())"""),
+  ("md", """## The decorator
+
+Inputs can be tinygrad Tensors, jax or numpy arrays and Python scalars, in any pytree. The output is the pytree JAX
+would return, with tinygrad Tensors as leaves. `jit=False` returns the lazy, unrealized graph instead of running
+captured kernels."""),
+  ("code", """@tiny
+def fun(first, second):
+    temp = first + jnp.sin(second) * 3.0
+    return {"sum": jnp.sum(temp), "temp": temp}
+
+out = fun(Tensor([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0], np.float32))
+print(out["sum"].numpy(), out["temp"].numpy())
+print(jax.jit(fun.fun)(jnp.array([1.0, 2.0, 3.0]), jnp.array([4.0, 5.0, 6.0])))"""),
+  ("code", """lazy = tiny(fun.fun, jit=False)(Tensor([1.0, 2.0, 3.0]), Tensor([4.0, 5.0, 6.0]))
+print("realized?", lazy["sum"].uop.is_realized)
+lazy["sum"]"""),
+  ("md", """## The prototype's Flax CNN
+
+Two convolutions with silu and average pooling, then two Dense layers, at batch 512. The parameters and images are
+put on the tinygrad device once, as a real program would keep them there."""),
+  ("code", """from tinyjax.examples.cnn import apply_model, params_and_images
+params, images = params_and_images(512)
+params_tg, images_tg = to_tinygrad((params, images))   # put the data on the tinygrad device once
+
+model_tiny, model_jax = tiny(apply_model), jax.jit(apply_model)
+got, want = model_tiny(params_tg, images_tg).numpy(), np.asarray(model_jax(params, images))
+np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+print("parity with jax.jit: max abs difference", np.abs(got - want).max())"""),
+  ("code", """print(model_tiny.report(params_tg, images_tg))"""),
+  ("code", """def median_ms(fn, repeat=10):
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter(); fn(); times.append(time.perf_counter() - start)
+    return np.median(times) * 1e3
+
+t_tiny = median_ms(lambda: model_tiny(params_tg, images_tg).numpy())
+t_jax = median_ms(lambda: np.asarray(model_jax(params, images)))
+print(f"tiny ({Device.DEFAULT}): {t_tiny:.1f} ms   jax.jit: {t_jax:.1f} ms   ratio {t_tiny / t_jax:.2f}x")"""),
+  ("code", """GlobalCounters.reset()
+model_tiny(params_tg, images_tg).numpy()
+print(f"one replay ran {GlobalCounters.kernel_count} kernels "
+      f"for {model_tiny.lower(params_tg, images_tg).closed_jaxpr.eqns.__len__()} top-level Jaxpr equations; "
+      f"traced {model_tiny.trace_count} time(s)")"""),
+  ("md", """## Gradients
+
+`jax.grad` runs before tinyjax sees the function, so `tiny(jax.grad(loss))` is just another Jaxpr (relu's
+`custom_jvp`, max-pool's `select_and_scatter_add` and friends included)."""),
+  ("code", """def loss(params, images):
+    return jnp.mean(apply_model(params, images) ** 2)
+grads = tiny(jax.grad(loss))(params_tg, images_tg)
+want = jax.jit(jax.grad(loss))(params, images)
+err = max(float(np.abs(g.numpy() - np.asarray(w)).max()) for g, w in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(want)))
+print("largest gradient difference:", err)"""),
+]
+
+TRAINING = [
+  ("md", """# Training a Flax CNN under tiny
+
+A small CNN (Conv, BatchNorm, Dropout, weight decay; adamw with clipping and a warmup-cosine schedule) on
+scikit-learn's digits, trained twice from the same initialization, the same batches and the same dropout keys: once
+with `jax.jit`, once with `tiny`. The whole training step — `value_and_grad` plus the optax update — is one `tiny`
+function; params, batch statistics, optimizer state and the key stay tinygrad Tensors from step to step."""),
+  ("code", """import numpy as np
+import matplotlib.pyplot as plt
+from tinygrad import Device
+from tinyjax.examples.train_digits import run
+results = run(steps=200, batch=64, progress=False)
+(loss_j, acc_j, t_j), (loss_t, acc_t, t_t) = results["jax.jit"], results["tiny"]
+print(f"device {Device.DEFAULT}; tiny traced the step {results['tiny_traces']} time(s)")
+print(f"final test accuracy: jax.jit {acc_j[-1][1]:.4f}, tiny {acc_t[-1][1]:.4f}")
+print(f"time per step: jax.jit {t_j * 1e3:.2f} ms, tiny {t_t * 1e3:.2f} ms")
+print(f"largest loss difference over the first 50 steps: {np.abs(loss_j[:50] - loss_t[:50]).max():.2e}")"""),
+  ("code", """fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+ax1.plot(loss_j, label="jax.jit"); ax1.plot(loss_t, "--", label="tiny")
+ax1.set_xlabel("step"); ax1.set_ylabel("training loss"); ax1.set_yscale("log"); ax1.legend()
+ax2.plot(*zip(*acc_j), "o-", label="jax.jit"); ax2.plot(*zip(*acc_t), "x--", label="tiny")
+ax2.set_xlabel("step"); ax2.set_ylabel("test accuracy"); ax2.legend()
+plt.tight_layout()"""),
+]
+
+NOTEBOOKS = {"quickstart": QUICKSTART, "training": TRAINING}
+
+
+def build(name):
+  nb = nbformat.v4.new_notebook()
+  nb.cells = [nbformat.v4.new_markdown_cell(src) if kind == "md" else nbformat.v4.new_code_cell(src) for kind, src in NOTEBOOKS[name]]
+  nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+  NotebookClient(nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
+  nbformat.write(nb, HERE / f"{name}.ipynb")
+  print("wrote", HERE / f"{name}.ipynb")
+
+
+if __name__ == "__main__":
+  for name in sys.argv[1:] or NOTEBOOKS: build(name)
