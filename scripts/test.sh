@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh "clang-19 pocl-opencl-icd" "test,opencl"
-export CC=${CC:-clang-19}   # bfloat16 kernels need clang >= 17; Debian 12's default clang is 14
+export CC=${CC:-clang-19}
+export TINYJAX_EXAMPLES=${TINYJAX_EXAMPLES:-8}   # hypothesis examples per generated test: CI's time budget; raise locally   # bfloat16 kernels need clang >= 17; Debian 12's default clang is 14
 echo "== DEV=CPU: the whole suite"
 DEV=CPU .venv/bin/python -m pytest -q -n 2 -p no:cacheprovider --durations=15 "$@"
 echo "== DEV=CL (POCL, a real OpenCL device): the decorator contract, the interpreter and whole models"

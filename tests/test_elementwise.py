@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from jax import lax
 from tinygrad import Tensor, dtypes as tg
 
@@ -32,6 +32,14 @@ F64, I64, U64 = np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.uint64)
 BOOL = np.dtype(np.bool_)
 N = 256
 SHAPES = st.sampled_from([(), (0,), (3, 0, 2), (N,), (16, 16), (4, 8, 8)])
+# conftest's profile, and: float16 arrays of N elements make hypothesis filter out many draws (it excludes subnormals)
+SETTINGS = settings(settings.get_profile("tinyjax"), suppress_health_check=[
+    *settings.get_profile("tinyjax").suppress_health_check, HealthCheck.filter_too_much])
+
+
+def given_data(test):
+  """@given(data=st.data()) under conftest's profile."""
+  return SETTINGS(given(data=st.data())(test))
 
 
 # ---- running and comparing -------------------------------------------------------------------------------------
@@ -43,10 +51,17 @@ def host(x):
   return x
 
 
+@functools.cache
+def tiny_of(fn):
+  """One tiny wrapper per function, so the hypothesis examples of a test replay the programs (one per signature)
+  already captured instead of tracing and capturing again: an order of magnitude faster, and it tests replay too."""
+  return tiny(fn)
+
+
 def check(fn, *args, rtol=None, atol=None):
   """parity.check, with bfloat16 outputs read as bfloat16, and the sign of exact zeros compared too."""
   want = jax.jit(fn)(*args)
-  got = jax.tree_util.tree_map(host, tiny(fn)(*args))
+  got = jax.tree_util.tree_map(host, tiny_of(fn)(*args))
   assert_same(got, want, rtol, atol)
   for i, (g, w) in enumerate(zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want))):
     g, w = np.asarray(g.numpy() if isinstance(g, Tensor) else g), np.asarray(w)
@@ -181,7 +196,7 @@ def test_unary_float_special(name, fn, dtype):
 
 
 @pytest.mark.parametrize("name, fn, dtype", params(UNARY_FLOAT, FLOATS))
-@given(data=st.data())
+@given_data
 def test_unary_float(name, fn, dtype, data):
   check(fn, drawn(data, dtype, data.draw(SHAPES)), **tolerance(name, dtype))
 
@@ -192,14 +207,14 @@ def test_binary_float_special(name, fn, dtype):
 
 
 @pytest.mark.parametrize("name, fn, dtype", params(BINARY_FLOAT, FLOATS))
-@given(data=st.data())
+@given_data
 def test_binary_float(name, fn, dtype, data):
   shape = data.draw(SHAPES)
   check(fn, drawn(data, dtype, shape), drawn(data, dtype, shape))
 
 
 @pytest.mark.parametrize("dtype", [dtype_param(d) for d in FLOATS])
-@given(data=st.data())
+@given_data
 def test_pow_integer_exponent(dtype, data):
   """pow with an int32 exponent: XLA converts it to the base's dtype first (f16: 70000 becomes inf)."""
   shape = data.draw(SHAPES)
@@ -238,7 +253,7 @@ def test_unary_int_special(name, fn, dtype):
 
 
 @pytest.mark.parametrize("name, fn, dtype", params({**UNARY_INT, "abs": lax.abs}, SIGNED) + params(UNARY_INT, UNSIGNED))
-@given(data=st.data())
+@given_data
 def test_unary_int(name, fn, dtype, data):
   check(fn, drawn(data, dtype, data.draw(SHAPES)))
 
@@ -249,7 +264,7 @@ def test_binary_int_special(name, fn, dtype):
 
 
 @pytest.mark.parametrize("name, fn, dtype", params(BINARY_INT, INTS))
-@given(data=st.data())
+@given_data
 def test_binary_int(name, fn, dtype, data):
   shape = data.draw(SHAPES)
   check(fn, drawn(data, dtype, shape), drawn(data, dtype, shape))
@@ -270,7 +285,7 @@ def test_shift_special(name, fn, dtype):
 
 
 @pytest.mark.parametrize("name, fn, dtype", params(SHIFTS, INTS))
-@given(data=st.data())
+@given_data
 def test_shift(name, fn, dtype, data):
   shape, bits = data.draw(SHAPES), np.dtype(dtype).itemsize * 8
   lo = max(-2 * bits, int(np.iinfo(dtype).min))
@@ -278,10 +293,9 @@ def test_shift(name, fn, dtype, data):
   check(fn, drawn(data, dtype, shape), amount)
 
 
-@pytest.mark.parametrize("fn", [pytest.param(f, id=n) for n, f in BOOL_OPS.items()])
+@pytest.mark.parametrize("fn", [pytest.param(f, id=n) for n, f in {**BOOL_OPS, "not": lambda x, y: lax.bitwise_not(x)}.items()])
 def test_bool(fn):
-  x, y = pair_grid(BOOL)
-  check(lambda x, y: (fn(x, y), lax.bitwise_not(x)), x, y)
+  check(fn, *pair_grid(BOOL))
 
 
 # ---- selection and clamping ------------------------------------------------------------------------------------
@@ -290,23 +304,30 @@ ALL_DTYPES = FLOATS + INTS + [BOOL]
 
 
 @pytest.mark.parametrize("dtype", [dtype_param(d) for d in ALL_DTYPES])
-@given(data=st.data())
+@given_data
 def test_select_n(dtype, data):
   shape = data.draw(SHAPES)
   cases = [drawn(data, dtype, shape) for _ in range(3)]
   which_bool = data.draw(arrays(BOOL, shape))
   which_int = data.draw(arrays(np.int32, shape, min_value=0, max_value=2))
-  check(lambda p, q, a, b, c: (lax.select_n(p, a), lax.select_n(p, a, b), lax.select_n(q, a, b, c),
-                               lax.select_n(q.clip(0, 1), a, b)), which_bool, which_int, *cases)
+  check(select_all, which_bool, which_int, *cases)
+
+
+def select_all(p, q, a, b, c):
+  """select_n with a bool predicate and 1 or 2 cases, an int32 predicate and 3 or 2 cases."""
+  return lax.select_n(p, a), lax.select_n(p, a, b), lax.select_n(q, a, b, c), lax.select_n(q.clip(0, 1), a, b)
 
 
 @pytest.mark.parametrize("dtype", [dtype_param(d) for d in FLOATS + INTS])
-@given(data=st.data())
+@given_data
 def test_clamp(dtype, data):
   shape = data.draw(SHAPES)
   x, lo, hi = (drawn(data, dtype, shape) for _ in range(3))
   lo0, hi0 = np.sort(np.array([drawn(data, dtype, ()), drawn(data, dtype, ())]))   # scalar bounds (NaN sorts last)
-  check(lambda x, lo, hi, lo0, hi0: (lax.clamp(lo, x, hi), lax.clamp(lo0, x, hi0)), x, lo, hi, lo0, hi0)
+  check(clamp_both, x, lo, hi, lo0, hi0)
+
+
+def clamp_both(x, lo, hi, lo0, hi0): return lax.clamp(lo, x, hi), lax.clamp(lo0, x, hi0)   # array bounds, scalar bounds
 
 
 @pytest.mark.parametrize("dtype", [dtype_param(d) for d in FLOATS + INTS])
@@ -321,16 +342,24 @@ CONVERT_PAIRS = [pytest.param(a, b, id=f"{a}->{b}", marks=dtype_param(a).marks +
                  for a in ALL_DTYPES for b in ALL_DTYPES if a != b]
 
 
+@functools.cache
+def converter(dst): return lambda x: lax.convert_element_type(x, dst)
+
+
+@functools.cache
+def bitcaster(dst): return lambda x: lax.bitcast_convert_type(x, dst)
+
+
 @pytest.mark.parametrize("src, dst", CONVERT_PAIRS)
 def test_convert_element_type_special(src, dst):
   """Includes float -> int out of range (saturates), NaN (0), ±inf, and values at the integer bounds."""
-  check(lambda x: lax.convert_element_type(x, dst), unary_values(src))
+  check(converter(dst), unary_values(src))
 
 
 @pytest.mark.parametrize("src, dst", CONVERT_PAIRS)
-@given(data=st.data())
+@given_data
 def test_convert_element_type(src, dst, data):
-  check(lambda x: lax.convert_element_type(x, dst), drawn(data, src, data.draw(SHAPES)))
+  check(converter(dst), drawn(data, src, data.draw(SHAPES)))
 
 
 SAME_WIDTH = [[F32, np.dtype(np.int32), np.dtype(np.uint32)], [F16, BF16, np.dtype(np.int16), np.dtype(np.uint16)],
@@ -340,10 +369,10 @@ BITCAST_PAIRS = [pytest.param(a, b, id=f"{a}->{b}", marks=dtype_param(a).marks +
 
 
 @pytest.mark.parametrize("src, dst", BITCAST_PAIRS)
-@given(data=st.data())
+@given_data
 def test_bitcast_convert_type(src, dst, data):
   x = np.concatenate([unary_values(src), drawn(data, src, (N,))])
-  check(lambda x: lax.bitcast_convert_type(x, dst), x)
+  check(bitcaster(dst), x)
 
 
 def test_bitcast_convert_type_between_widths_raises():
@@ -396,26 +425,29 @@ def test_unary_int64_special(name, fn, dtype):
 @pytest.mark.parametrize("src, dst", CONVERT_64)
 def test_convert_element_type_64_special(src, dst):
   with jax.enable_x64(True):
-    check(lambda x: lax.convert_element_type(x, dst), unary_values(src))
+    check(converter(dst), unary_values(src))
 
 
 @pytest.mark.parametrize("src, dst", [(F64, I64), (F64, U64), (I64, F64), (I64, U64), (U64, F64)])
 def test_bitcast_convert_type_64(src, dst):
   with jax.enable_x64(True):
-    check(lambda x: lax.bitcast_convert_type(x, dst), unary_values(src))
+    check(bitcaster(dst), unary_values(src))
 
 
-@given(data=st.data())
+@given_data
 def test_x64(data):
   """Hypothesis inputs for a few 64-bit primitives at once."""
   with jax.enable_x64(True):
     shape = data.draw(SHAPES)
     f, g, i, u = (drawn(data, d, shape) for d in (F64, F64, I64, U64))
-    check(lambda f, g, i, u: (f + g, f * g, f / g, lax.pow(f, g), lax.exp(f), lax.log1p(f), lax.atan2(f, g),
-                              lax.max(f, g), lax.convert_element_type(f, np.int64), lax.convert_element_type(f, np.uint64),
-                              lax.convert_element_type(i, np.float64), lax.convert_element_type(u, np.float32),
-                              i * i, lax.div(i, i[::-1] if i.ndim else i), lax.rem(u, u), lax.shift_right_arithmetic(i, i),
-                              lax.shift_right_logical(u, u), lax.population_count(i), lax.clz(u)), f, g, i, u)
+    check(some_x64, f, g, i, u)
+
+
+def some_x64(f, g, i, u):
+  return (f + g, f * g, f / g, lax.pow(f, g), lax.exp(f), lax.log1p(f), lax.atan2(f, g), lax.max(f, g),
+          lax.convert_element_type(f, np.int64), lax.convert_element_type(f, np.uint64), lax.convert_element_type(i, np.float64),
+          lax.convert_element_type(u, np.float32), i * i, lax.div(i, i[::-1] if i.ndim else i), lax.rem(u, u),
+          lax.shift_right_arithmetic(i, i), lax.shift_right_logical(u, u), lax.population_count(i), lax.clz(u))
 
 
 @pytest.mark.parametrize("fn", [pytest.param(lax.sin, id="sin"), pytest.param(lax.cos, id="cos"),
@@ -439,7 +471,7 @@ JNP = {
 
 
 @pytest.mark.parametrize("name, fn, dtype", params(JNP, FLOATS))
-@given(data=st.data())
+@given_data
 def test_jnp(name, fn, dtype, data):
   check(fn, drawn(data, dtype, data.draw(st.sampled_from([(N,), (16, 16)]))))
 

@@ -144,12 +144,20 @@ def _copysign(mag: "Tensor | float", sign: Tensor) -> Tensor:
   return _signbit(sign).where(-m, m)
 
 
+# bfloat16 arithmetic is computed in float32 and rounded back: clang-19 with -march=native can take minutes (or hang)
+# compiling vectorized __bf16 arithmetic, and XLA CPU itself upcasts bf16 elementwise ops to f32. One rounding per
+# primitive; decompositions inside a rule (atanh, asinh, ...) round once at the end instead of after each step.
+
+
 def elementwise(*primitives):
   """Register an n-ary elementwise rule `fn(*xs)`. JAX guarantees equal dtypes; scalars broadcast (tinygrad does that).
   `out_dtype` (mul) converts the inputs first, as XLA's lowering does; `accuracy` is a hint tinygrad cannot take."""
   def wrap(fn):
     def rule(*xs, out_dtype=None, accuracy=None):
       if out_dtype is not None: xs = [convert_element_type(x, new_dtype=out_dtype) for x in xs]
+      if any(x.dtype == tg.bfloat16 for x in xs):   # see the comment above
+        out = fn(*[x.cast(tg.float32) if x.dtype == tg.bfloat16 else x for x in xs])
+        return out.cast(tg.bfloat16) if out.dtype == tg.float32 else out
       return fn(*xs)
     rule.__name__ = rule.__qualname__ = fn.__name__
     register(*primitives)(rule)
