@@ -7,11 +7,11 @@ bit-exact, floats within parity.TOLERANCE unless a test says why not.
 Inputs, per primitive and dtype:
 - `test_*_special`: one deterministic array of N = 256 values: the special values (NaN, ±inf, ±0, ±max, the smallest
   normal, INT_MIN, -1, ...), for binary primitives all pairs of 16 of them, the rest random values over many binades.
-- `test_*` (hypothesis): arrays from parity.arrays (floats include NaN, ±inf and -0.0) in a scalar, 0-size or
-  N-element shape.
-Shapes matter little to an elementwise rule, while every new size compiles new kernels (most of the runtime), so the
-shapes come from a short list whose non-empty arrays all have N elements: the kernels compiled for the special-value
-array are reused by the hypothesis examples.
+- `test_*` (hypothesis): N-element arrays from parity.arrays (floats include NaN, ±inf and -0.0).
+- `test_shapes` (hypothesis, per dtype): parity.shapes() (scalars, 0-size, up to 3 dims) through a few rules of each kind.
+Building a program (tracing, tinygrad's graph rewrites, kernel compiles) costs far more than running one, so each
+function gets one tiny wrapper for the whole session (tiny_of) and the per-primitive tests keep to one shape: their
+hypothesis examples replay the program the special-value test captured, which tests replay with new data as well.
 """
 import functools
 import math
@@ -24,14 +24,13 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from jax import lax
 from tinygrad import Tensor, dtypes as tg
 
-from parity import FLOATS, INTS, SIGNED, UNSIGNED, arrays, assert_same
+from parity import FLOATS, INTS, SIGNED, UNSIGNED, arrays, assert_same, shapes
 from tinyjax import tiny
 
 F32, F16, BF16 = np.dtype(np.float32), np.dtype(np.float16), np.dtype(jnp.bfloat16)
 F64, I64, U64 = np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.uint64)
 BOOL = np.dtype(np.bool_)
 N = 256
-SHAPES = st.sampled_from([(), (0,), (3, 0, 2), (N,), (16, 16), (4, 8, 8)])
 # conftest's profile, and: float16 arrays of N elements make hypothesis filter out many draws (it excludes subnormals)
 SETTINGS = settings(settings.get_profile("tinyjax"), suppress_health_check=[
     *settings.get_profile("tinyjax").suppress_health_check, HealthCheck.filter_too_much])
@@ -198,7 +197,7 @@ def test_unary_float_special(name, fn, dtype):
 @pytest.mark.parametrize("name, fn, dtype", params(UNARY_FLOAT, FLOATS))
 @given_data
 def test_unary_float(name, fn, dtype, data):
-  check(fn, drawn(data, dtype, data.draw(SHAPES)), **tolerance(name, dtype))
+  check(fn, drawn(data, dtype, (N,)), **tolerance(name, dtype))
 
 
 @pytest.mark.parametrize("name, fn, dtype", params(BINARY_FLOAT, FLOATS))
@@ -209,7 +208,7 @@ def test_binary_float_special(name, fn, dtype):
 @pytest.mark.parametrize("name, fn, dtype", params(BINARY_FLOAT, FLOATS))
 @given_data
 def test_binary_float(name, fn, dtype, data):
-  shape = data.draw(SHAPES)
+  shape = (N,)
   check(fn, drawn(data, dtype, shape), drawn(data, dtype, shape))
 
 
@@ -217,7 +216,7 @@ def test_binary_float(name, fn, dtype, data):
 @given_data
 def test_pow_integer_exponent(dtype, data):
   """pow with an int32 exponent: XLA converts it to the base's dtype first (f16: 70000 becomes inf)."""
-  shape = data.draw(SHAPES)
+  shape = (N,)
   check(lax.pow, drawn(data, dtype, shape), drawn(data, np.int32, shape, min_value=-70000, max_value=70000))
 
 
@@ -255,7 +254,7 @@ def test_unary_int_special(name, fn, dtype):
 @pytest.mark.parametrize("name, fn, dtype", params({**UNARY_INT, "abs": lax.abs}, SIGNED) + params(UNARY_INT, UNSIGNED))
 @given_data
 def test_unary_int(name, fn, dtype, data):
-  check(fn, drawn(data, dtype, data.draw(SHAPES)))
+  check(fn, drawn(data, dtype, (N,)))
 
 
 @pytest.mark.parametrize("name, fn, dtype", params(BINARY_INT, INTS))
@@ -266,7 +265,7 @@ def test_binary_int_special(name, fn, dtype):
 @pytest.mark.parametrize("name, fn, dtype", params(BINARY_INT, INTS))
 @given_data
 def test_binary_int(name, fn, dtype, data):
-  shape = data.draw(SHAPES)
+  shape = (N,)
   check(fn, drawn(data, dtype, shape), drawn(data, dtype, shape))
 
 
@@ -287,7 +286,7 @@ def test_shift_special(name, fn, dtype):
 @pytest.mark.parametrize("name, fn, dtype", params(SHIFTS, INTS))
 @given_data
 def test_shift(name, fn, dtype, data):
-  shape, bits = data.draw(SHAPES), np.dtype(dtype).itemsize * 8
+  shape, bits = (N,), np.dtype(dtype).itemsize * 8
   lo = max(-2 * bits, int(np.iinfo(dtype).min))
   amount = data.draw(st.one_of(arrays(dtype, shape), arrays(dtype, shape, min_value=lo, max_value=2 * bits)))
   check(fn, drawn(data, dtype, shape), amount)
@@ -306,7 +305,7 @@ ALL_DTYPES = FLOATS + INTS + [BOOL]
 @pytest.mark.parametrize("dtype", [dtype_param(d) for d in ALL_DTYPES])
 @given_data
 def test_select_n(dtype, data):
-  shape = data.draw(SHAPES)
+  shape = (N,)
   cases = [drawn(data, dtype, shape) for _ in range(3)]
   which_bool = data.draw(arrays(BOOL, shape))
   which_int = data.draw(arrays(np.int32, shape, min_value=0, max_value=2))
@@ -321,7 +320,7 @@ def select_all(p, q, a, b, c):
 @pytest.mark.parametrize("dtype", [dtype_param(d) for d in FLOATS + INTS])
 @given_data
 def test_clamp(dtype, data):
-  shape = data.draw(SHAPES)
+  shape = (N,)
   x, lo, hi = (drawn(data, dtype, shape) for _ in range(3))
   lo0, hi0 = np.sort(np.array([drawn(data, dtype, ()), drawn(data, dtype, ())]))   # scalar bounds (NaN sorts last)
   check(clamp_both, x, lo, hi, lo0, hi0)
@@ -334,6 +333,35 @@ def clamp_both(x, lo, hi, lo0, hi0): return lax.clamp(lo, x, hi), lax.clamp(lo0,
 def test_clamp_special(dtype):
   x, lo = pair_grid(dtype)
   check(lambda x, lo, hi: (lax.clamp(lo, x, hi), lax.clamp(specials(dtype)[4], x, specials(dtype)[9])), x, lo, lo[::-1])
+
+
+# ---- shapes: scalars, 0-size and several dimensions ------------------------------------------------------------
+
+def float_rules(x, y, p, s):
+  return (-x, lax.exp(x), lax.integer_pow(x, -2), lax.round(x), lax.is_finite(x), x + y, x / y, lax.max(x, y), x < y,
+          lax.select_n(p, x, y), lax.clamp(s, x, s + 1), lax.convert_element_type(x, np.int32))
+
+
+def int_rules(x, y, p, s):
+  return (-x, ~x, lax.population_count(x), x * y, lax.div(x, y), lax.max(x, y), lax.shift_right_logical(x, y), x == y,
+          lax.select_n(p, x, y), lax.clamp(s, x, s + 1), lax.convert_element_type(x, np.float32))
+
+
+def bool_rules(x, y, p, s):
+  return (~x, x & y, x | y, x ^ y, lax.max(x, y), x < y, lax.select_n(p, x, y), lax.convert_element_type(x, np.int8),
+          lax.convert_element_type(x, np.float32))
+
+
+@pytest.mark.parametrize("dtype", [dtype_param(d) for d in ALL_DTYPES])
+@given_data
+def test_shapes(dtype, data):
+  """Scalars, 0-size arrays and up to 3 dimensions (parity.shapes, sides up to 2: each new size compiles new kernels)
+  through rules of each kind, with a scalar bound for clamp."""
+  shape = data.draw(shapes(max_side=2))
+  x, y = drawn(data, dtype, shape), drawn(data, dtype, shape)
+  p, s = data.draw(arrays(BOOL, shape)), drawn(data, dtype, ())
+  rules = bool_rules if dtype == BOOL else float_rules if is_float(dtype) else int_rules
+  check(rules, x, y, p, s)
 
 
 # ---- conversions -----------------------------------------------------------------------------------------------
@@ -359,7 +387,7 @@ def test_convert_element_type_special(src, dst):
 @pytest.mark.parametrize("src, dst", CONVERT_PAIRS)
 @given_data
 def test_convert_element_type(src, dst, data):
-  check(converter(dst), drawn(data, src, data.draw(SHAPES)))
+  check(converter(dst), drawn(data, src, (N,)))
 
 
 SAME_WIDTH = [[F32, np.dtype(np.int32), np.dtype(np.uint32)], [F16, BF16, np.dtype(np.int16), np.dtype(np.uint16)],
@@ -438,7 +466,7 @@ def test_bitcast_convert_type_64(src, dst):
 def test_x64(data):
   """Hypothesis inputs for a few 64-bit primitives at once."""
   with jax.enable_x64(True):
-    shape = data.draw(SHAPES)
+    shape = (N,)
     f, g, i, u = (drawn(data, d, shape) for d in (F64, F64, I64, U64))
     check(some_x64, f, g, i, u)
 
@@ -473,7 +501,7 @@ JNP = {
 @pytest.mark.parametrize("name, fn, dtype", params(JNP, FLOATS))
 @given_data
 def test_jnp(name, fn, dtype, data):
-  check(fn, drawn(data, dtype, data.draw(st.sampled_from([(N,), (16, 16)]))))
+  check(fn, drawn(data, dtype, (N,)))
 
 
 @pytest.mark.parametrize("name, fn, dtype", params({"shifts": lambda x: (jnp.left_shift(x, 3), jnp.right_shift(x, x[::-1] % 9)),

@@ -537,7 +537,7 @@ def shift_left(x, y):
 @elementwise(P.shift_right_logical_p)
 def shift_right_logical(x, y):
   ok = _shift_in_range(y, x)
-  unsigned = {tg.int8: tg.uint8, tg.int16: tg.uint16, tg.int32: tg.uint32, tg.int64: tg.uint64}.get(x.dtype, x.dtype)
+  unsigned = _UNSIGNED.get(x.dtype, x.dtype)
   shifted = (x.bitcast(unsigned) >> ok.where(y, full_like(y, 0)).cast(unsigned)).bitcast(x.dtype)
   return ok.where(shifted, full_like(x, 0))
 
@@ -545,7 +545,7 @@ def shift_right_logical(x, y):
 @elementwise(P.shift_right_arithmetic_p)
 def shift_right_arithmetic(x, y):
   ok = _shift_in_range(y, x)
-  signed = {tg.uint8: tg.int8, tg.uint16: tg.int16, tg.uint32: tg.int32, tg.uint64: tg.int64}.get(x.dtype, x.dtype)
+  signed = {u: s for s, u in _UNSIGNED.items()}.get(x.dtype, x.dtype)
   xs = x.bitcast(signed)
   amount = ok.where(y, full_like(y, bits(x) - 1)).cast(signed)
   return (xs >> amount).bitcast(x.dtype)
@@ -553,7 +553,7 @@ def shift_right_arithmetic(x, y):
 
 @elementwise(P.population_count_p)
 def population_count(x):
-  unsigned = {tg.int8: tg.uint8, tg.int16: tg.uint16, tg.int32: tg.uint32, tg.int64: tg.uint64}.get(x.dtype, x.dtype)
+  unsigned = _UNSIGNED.get(x.dtype, x.dtype)
   u, count = x.bitcast(unsigned), full_like(x, 0)
   for i in range(bits(x)): count = count + ((u >> i) & 1).cast(x.dtype)
   return count
@@ -561,7 +561,7 @@ def population_count(x):
 
 @elementwise(P.clz_p)
 def clz(x):
-  unsigned = {tg.int8: tg.uint8, tg.int16: tg.uint16, tg.int32: tg.uint32, tg.int64: tg.uint64}.get(x.dtype, x.dtype)
+  unsigned = _UNSIGNED.get(x.dtype, x.dtype)
   u, n, seen = x.bitcast(unsigned), full_like(x, 0), None
   for i in reversed(range(bits(x))):
     bit = ((u >> i) & 1).cast(tg.bool)
@@ -595,13 +595,15 @@ def convert_element_type(x, *, new_dtype, weak_type=False, sharding=None):
 
 
 def _float_to_int(x, new_dtype):
-  """XLA: NaN becomes 0 and out-of-range values saturate at the integer type's bounds."""
+  """XLA: NaN becomes 0 and out-of-range values saturate at the integer type's bounds. The bounds are powers of two
+  (exact in every float type, or inf where it overflows: f16 has no 2^31) and out-of-range values never reach the cast,
+  whose result C leaves undefined."""
   info = np.iinfo(new_dtype)
   t = x.trunc()
-  lo_ok, hi_ok = t >= float(info.min), t < float(info.max) + 1.0 if info.max < 2 ** 24 else t < 2.0 ** (info.bits - (0 if info.min == 0 else 1))
-  safe = (lo_ok & hi_ok).where(t, full_like(t, 0)).cast(to_tiny(new_dtype))
-  out = hi_ok.where(safe, const(info.max, new_dtype, x.shape))
-  out = lo_ok.where(out, const(info.min, new_dtype, x.shape))
+  high = t >= 2.0 ** (info.bits - (info.min < 0))                      # the first value above info.max
+  low = (t < -(2.0 ** (info.bits - 1))) | (t == -math.inf) if info.min < 0 else t < 0
+  safe = (high | low | x.isnan()).where(full_like(t, 0), t).cast(to_tiny(new_dtype))
+  out = high.where(const(info.max, new_dtype, x.shape), low.where(const(info.min, new_dtype, x.shape), safe))
   return x.isnan().where(const(0, new_dtype, x.shape), out)
 
 
