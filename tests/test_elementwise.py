@@ -32,8 +32,7 @@ F64, I64, U64 = np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.uint64)
 BOOL = np.dtype(np.bool_)
 N = 256
 # conftest's profile, and: float16 arrays of N elements make hypothesis filter out many draws (it excludes subnormals)
-SETTINGS = settings(settings.get_profile("tinyjax"), suppress_health_check=[
-    *settings.get_profile("tinyjax").suppress_health_check, HealthCheck.filter_too_much])
+SETTINGS = settings(suppress_health_check=[*settings().suppress_health_check, HealthCheck.filter_too_much])
 
 
 def given_data(test):

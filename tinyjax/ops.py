@@ -138,6 +138,21 @@ def _fabs(x: Tensor) -> Tensor:
   return (x.bitcast(itype) & np.iinfo(to_jax(itype)).max).bitcast(x.dtype)
 
 
+def _round_to(t: Tensor, dtype) -> Tensor:
+  """float32 t rounded to the nearest float16/bfloat16 value (ties to even), kept in float32. XLA rounds f16/bf16 after
+  every op; tinygrad keeps f16 arithmetic in f32 (clang's __fp16) and bf16 goes through f32 here (see elementwise)."""
+  b = t.bitcast(tg.uint32)
+  if dtype == tg.bfloat16: r = ((b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000).bitcast(tg.float32)
+  else:
+    r = ((b + 0xFFF + ((b >> 13) & 1)) & 0xFFFFE000).bitcast(tg.float32)
+    v = _fabs(t) * 2.0 ** 24                                                      # f16 subnormals: steps of 2^-24
+    f = v.floor()
+    up = (v - f > 0.5) | ((v - f == 0.5) & ((f * 0.5).floor() * 2 != f))
+    r = (v < 2.0 ** 10).where(_copysign(up.where(f + 1, f) * 2.0 ** -24, t), r)
+    r = (_fabs(r) >= 65520).where(_copysign(math.inf, t), r)                    # past 65504: inf
+  return t.isnan().where(t, r)
+
+
 def _copysign(mag: "Tensor | float", sign: Tensor) -> Tensor:
   """|mag| with the sign bit of sign (a float mag stays a constant: tinygrad cannot bitcast a float64 constant)."""
   m = _fabs(mag) if isinstance(mag, Tensor) else full_like(sign, abs(mag))
@@ -251,24 +266,30 @@ elementwise(P.copy_p, P.stop_gradient_p if hasattr(P, "stop_gradient_p") else P.
 
 @register(P.integer_pow_p)
 def integer_pow(x, *, y):
-  # the same square-and-multiply chain JAX lowers to, so float results round identically
+  # the same square-and-multiply chain JAX lowers to, rounding after each product as XLA does (f16/bf16 go through f32)
   if y == 0: return full_like(x, 1)
-  acc, n, base = None, abs(y), x
+  low = x.dtype in (tg.float16, tg.bfloat16)
+  rnd = (lambda t: _round_to(t, x.dtype)) if low else (lambda t: t)
+  acc, n, base = None, abs(y), x.cast(tg.float32) if low else x
   while n > 0:
-    if n & 1: acc = base if acc is None else acc * base
+    if n & 1: acc = base if acc is None else rnd(acc * base)
     n >>= 1
-    if n > 0: base = base * base
-  if y > 0: return wrap_int(acc)
+    if n > 0: base = rnd(base * base)
+  if y > 0: return acc.cast(x.dtype) if low else wrap_int(acc)
   # XLA's CPU code runs with denormals flushed to zero, so 1/x**3 is inf once x**3 is subnormal (2e-13**-3 in f32);
   # f16 is computed in f32 there, where f16's subnormals are normal numbers.
   if x.dtype != tg.float16: acc = (_fabs(acc) < float(jnp.finfo(jdtype(acc)).tiny)).where(_copysign(0.0, acc), acc)
-  return full_like(acc, 1) / acc
+  return (1 / acc).cast(x.dtype)
 
 
-@elementwise(P.pow_p)
-def pow_(x, y):
-  # XLA converts an integer exponent to the base's dtype (f16 overflows to inf as XLA's does), then takes powf
-  if not is_float(y): y = convert_element_type(y, new_dtype=jdtype(x))
+@register(P.pow_p)
+def pow_(x, y, accuracy=None):
+  # XLA converts an integer exponent to the base's dtype (f16 overflows to inf, bf16 rounds -257 to -256), then takes
+  # powf. Registered directly: elementwise would hand this rule bfloat16 already widened to float32.
+  # (rounded by hand for those: tinygrad keeps a half/bfloat16 intermediate in float32 inside a kernel)
+  if not is_float(y):
+    low = x.dtype in (tg.float16, tg.bfloat16)
+    y = _round_to(y.cast(tg.float32), x.dtype) if low else convert_element_type(y, new_dtype=jdtype(x))
   return _pow(x, y)
 
 
@@ -299,14 +320,14 @@ exp = elementwise(P.exp_p)(_in_f32(lambda x: x.exp()))
 log = elementwise(P.log_p)(_in_f32(lambda x: x.log()))
 sqrt = elementwise(P.sqrt_p)(lambda x: x.sqrt())                  # correctly rounded in every dtype
 elementwise(P.rsqrt_p)(_in_f32(lambda x: x.rsqrt()))
-@elementwise(P.exp2_p)
-def exp2(x):
-  # JAX lowers exp2(x) to exp(x * log(2)) with the product rounded to x's dtype, and exp magnifies that rounding
-  # (exp2(15.96) in f16: 64220 vs 64000). tinygrad evaluates f16 arithmetic in f32 without rounding (__fp16 on clang),
-  # so round the (exact in f32) f16 product by hand there.
-  if x.dtype != tg.float16: return exp(x * _ln2(x))
-  b = (x.cast(tg.float32) * float(np.float16(math.log(2)))).bitcast(tg.uint32)
-  return exp(((b + 0xFFF + ((b >> 13) & 1)) & 0xFFFFE000).bitcast(tg.float32)).cast(tg.float16)   # f16 rounding, ties to even
+@register(P.exp2_p)
+def exp2(x, accuracy=None):
+  # JAX lowers exp2(x) to exp(x * log(2)) with log(2) and the product rounded to x's dtype, and exp magnifies that
+  # rounding (f16 exp2(15.96): 64220, not 64000; bf16 exp2(100): 9.3e29, not 1.3e30). For f16/bf16 the product is exact
+  # in f32 and rounded by hand (registered directly: elementwise would hand this rule float32 already).
+  if x.dtype not in (tg.float16, tg.bfloat16): return exp(x * _ln2(x))
+  arg = x.cast(tg.float32) * float(jnp.asarray(math.log(2), jdtype(x)))
+  return exp(_round_to(arg, x.dtype)).cast(x.dtype)
 elementwise(P.logistic_p)(lambda x: full_like(x, 1) / (exp(-x) + full_like(x, 1)))   # JAX's logistic_impl
 
 
@@ -494,6 +515,7 @@ def ceil(x): return x.ceil()
 
 @register(P.round_p)
 def round_(x, *, rounding_method):
+  if x.dtype == tg.bfloat16: return round_(x.cast(tg.float32), rounding_method=rounding_method).cast(x.dtype)   # exact
   t = x.trunc()
   frac = (x - t).abs()                                           # exact
   if int(rounding_method) == int(lax.RoundingMethod.TO_NEAREST_EVEN):
@@ -582,7 +604,10 @@ def select_n(which, *cases):
 
 
 @register(P.clamp_p)
-def clamp(lo, x, hi): return min_(max_(x, lo.expand(x.shape) if lo.shape != x.shape else lo), hi.expand(x.shape) if hi.shape != x.shape else hi)
+def clamp(lo, x, hi):
+  if x.dtype == tg.bfloat16:   # exact in float32; clang-19 can hang on this vectorized __bf16 code (see elementwise)
+    return clamp(lo.cast(tg.float32), x.cast(tg.float32), hi.cast(tg.float32)).cast(tg.bfloat16)
+  return min_(max_(x, lo.expand(x.shape) if lo.shape != x.shape else lo), hi.expand(x.shape) if hi.shape != x.shape else hi)
 
 
 @register(P.convert_element_type_p)
