@@ -291,6 +291,43 @@ def test_shift(name, fn, dtype, data):
   check(fn, drawn(data, dtype, shape), amount)
 
 
+# Wrap-around read back in the same kernel. tinygrad assumes integer arithmetic never overflows (range analysis with
+# unbounded ints, int8/int16 computed in C's int, signed overflow undefined in C), so an overflowing result can look
+# right when stored and still be wrong for whatever is fused after it. Each result is probed by ops fused with it.
+WRAPPING = {
+  "add": lax.add, "sub": lax.sub, "mul": lax.mul, "neg": lambda x, y: lax.neg(x), "square": lambda x, y: lax.square(x),
+  "abs": lambda x, y: lax.abs(x) if np.iinfo(x.dtype).min < 0 else x, "pow3": lambda x, y: lax.integer_pow(x, 3),
+  "add_self": lambda x, y: x + x + x, "shift_left": lambda x, y: lax.shift_left(x, lax.rem(y & 7, jnp.array(8, y.dtype))),
+  **{f"to_{np.dtype(d)}": (lambda d: lambda x, y: lax.convert_element_type(x, d))(d) for d in INTS},
+}
+
+
+def probed(r):
+  """r with what must see its wrapped value: comparisons, division, remainder, a sum and a float conversion."""
+  d = r.dtype
+  one, three, seven = (jnp.array(v, d) for v in (1, 3, 7))
+  flags = jnp.stack([r < one, r > one, r == r + one - one]).astype(d)
+  return jnp.concatenate([r[None], flags, lax.div(r, three)[None], lax.rem(r, seven)[None]]), r.astype(jnp.float32)
+
+
+def wrapped_ops(x, y): return {name: probed(op(x, y)) for name, op in WRAPPING.items()}
+
+
+@pytest.mark.parametrize("dtype", [dtype_param(d) for d in INTS + [I64, U64]])
+def test_wrap_around(dtype):
+  with jax.enable_x64(dtype.itemsize == 8):
+    check(wrapped_ops, *pair_grid(dtype))
+
+
+@pytest.mark.parametrize("dtype", [dtype_param(d) for d in INTS + [I64, U64]])
+def test_wrap_around_of_constants(dtype):
+  """The same on constants: tinygrad folds them with unbounded Python ints (uint32 65536*65536 would be 2^32)."""
+  info = np.iinfo(dtype)
+  pairs = [(info.max, 1), (info.min, -1 if info.min else info.max), (info.max, info.max), (info.max // 2 + 1, 2), (200, 100), (0, 1)]
+  with jax.enable_x64(dtype.itemsize == 8):
+    check(lambda: [wrapped_ops(*(lax.full((2,), np.array(v).astype(dtype), dtype) for v in p)) for p in pairs])
+
+
 @pytest.mark.parametrize("fn", [pytest.param(f, id=n) for n, f in {**BOOL_OPS, "not": lambda x, y: lax.bitwise_not(x)}.items()])
 def test_bool(fn):
   check(fn, *pair_grid(BOOL))

@@ -108,6 +108,41 @@ def wrap_int(x: Tensor) -> Tensor:
   return (x.bitcast(u) & const(u.max, to_jax(u), x.shape)).bitcast(x.dtype)   # weak CONST an x*1 -> x fold can leave)
 
 
+def wrapping(fn):
+  """fn, a composition of integer +, -, * and << on tensors of one dtype, with XLA's two's-complement wrap-around.
+
+  tinygrad assumes integer arithmetic never overflows, and three things break when it does: its range analysis folds
+  with unbounded ints ((i+1) > i is True at INT_MAX; uint32 0-b is taken to be <= 0); its C code computes int8/int16
+  in int, so uint8 255+1 reads 256 in whatever is fused after it; and int32/int64 overflow is undefined in C, which
+  clang -O2 optimizes on. Where the exact result may leave the dtype's range, fn runs in the unsigned type of the same
+  width (at least 32 bits), whose arithmetic C defines modulo 2^n, masked with its all-ones value so the range analysis
+  sees [0, max]; the low bits come back by a cast and a bitcast, which tinygrad takes as the full range. Arithmetic whose
+  range provably fits (iota plus a constant) is returned as it is. Ring arithmetic commutes with the truncation, so
+  a whole chain (integer_pow) wraps once at the end. Identity for floats and bools."""
+  def wrapped(*xs):
+    plain = fn(*xs)
+    dt = plain.dtype
+    if not tg.is_int(dt): return plain
+    # (the range is exact for +, - and *; for other ops tinygrad answers the dtype's range, which proves nothing)
+    if plain.uop.op in (Ops.ADD, Ops.SUB, Ops.MUL) and dt.min <= plain.uop.vmin and plain.uop.vmax <= dt.max: return wrap_int(plain)
+    wide = _UNSIGNED.get(dt, dt) if dt.itemsize >= 4 else tg.uint32
+    out = fn(*[x.bitcast(wide) if x.dtype.itemsize == wide.itemsize else x.cast(wide) for x in xs])
+    return _int_to_int(wrap_int(out & const(wide.max, to_jax(wide), out.shape)), dt)
+  wrapped.__name__ = fn.__name__
+  return wrapped
+
+
+def _int_to_int(x: Tensor, target) -> Tensor:
+  """x cast to the integer dtype target, wrapping as C and XLA do. tinygrad's range analysis assumes a cast to a signed
+  type never wraps (int32 200 -> int8 would be taken to be 127 at most), so a signed target goes through the unsigned
+  type of its width and a bitcast (a bitcast's range is the whole dtype)."""
+  if x.dtype == target: return x
+  if target.min <= x.uop.vmin and x.uop.vmax <= target.max: return wrap_int(x.cast(target))
+  unsigned = _UNSIGNED.get(target, target)
+  out = wrap_int(x.cast(unsigned) if x.dtype != unsigned else x)
+  return out.bitcast(target) if unsigned != target else out
+
+
 def _in_f32(fn):
   """Evaluate fn in float32 for f16/bf16 arguments and round the result back."""
   def wrapped(*xs):
@@ -182,11 +217,10 @@ def elementwise(*primitives):
 
 # ---- arithmetic ------------------------------------------------------------------------------------------------
 
-# integer results go through wrap_int: tinygrad would fold an overflowing constant expression without wrapping it
-elementwise(P.add_p, P.add_jaxvals_p)(lambda x, y: wrap_int(x + y))
-elementwise(P.sub_p)(lambda x, y: wrap_int(x - y))
-elementwise(P.mul_p)(lambda x, y: wrap_int(x * y))
-elementwise(P.neg_p)(lambda x: wrap_int(-x if not is_unsigned(x) else full_like(x, 0) - x))
+elementwise(P.add_p, P.add_jaxvals_p)(wrapping(lambda x, y: x + y))
+elementwise(P.sub_p)(wrapping(lambda x, y: x - y))
+elementwise(P.mul_p)(wrapping(lambda x, y: x * y))
+neg = elementwise(P.neg_p)(wrapping(lambda x: -x if not tg.is_unsigned(x.dtype) else full_like(x, 0) - x))
 
 
 @elementwise(P.div_p)
@@ -248,7 +282,7 @@ def min_(x, y):
 
 
 @elementwise(P.abs_p)
-def abs_(x): return x if is_unsigned(x) else wrap_int((x < 0).where(-x, x)) if not is_float(x) else _fabs(x)
+def abs_(x): return x if is_unsigned(x) else (x < 0).where(neg(x), x) if not is_float(x) else _fabs(x)
 
 
 @elementwise(P.sign_p)
@@ -259,23 +293,28 @@ def sign(x):
   return (x > 0).where(one, (x < 0).where(-one, x))   # keeps -0.0, +0.0 and NaN as they are
 
 
-elementwise(P.square_p)(lambda x: wrap_int(x * x))
+elementwise(P.square_p)(wrapping(lambda x: x * x))
 elementwise(primitive("one_minus_square_p"))(lambda x: 1 - x * x)   # jax >= 0.11 (tanh's and asin's derivatives)
 elementwise(P.copy_p, P.stop_gradient_p if hasattr(P, "stop_gradient_p") else P.copy_p)(lambda x: x)
 
 
-@register(P.integer_pow_p)
-def integer_pow(x, *, y):
-  # the same square-and-multiply chain JAX lowers to, rounding after each product as XLA does (f16/bf16 go through f32)
-  if y == 0: return full_like(x, 1)
-  low = x.dtype in (tg.float16, tg.bfloat16)
-  rnd = (lambda t: _round_to(t, x.dtype)) if low else (lambda t: t)
-  acc, n, base = None, abs(y), x.cast(tg.float32) if low else x
+def _power_chain(x: Tensor, y: int, rnd=lambda t: t) -> Tensor:
+  """x**|y| by the square-and-multiply chain JAX lowers integer_pow to, so float results round at the same places."""
+  acc, n, base = None, abs(y), x
   while n > 0:
     if n & 1: acc = base if acc is None else rnd(acc * base)
     n >>= 1
     if n > 0: base = rnd(base * base)
-  if y > 0: return acc.cast(x.dtype) if low else wrap_int(acc)
+  return acc
+
+
+@register(P.integer_pow_p)
+def integer_pow(x, *, y):
+  if y == 0: return full_like(x, 1)
+  if tg.is_int(x.dtype): return wrapping(lambda x: _power_chain(x, y))(x)
+  low = x.dtype in (tg.float16, tg.bfloat16)   # XLA rounds each product to f16/bf16; tinygrad would keep f32 in a kernel
+  acc = _power_chain(x.cast(tg.float32), y, lambda t: _round_to(t, x.dtype)) if low else _power_chain(x, y)
+  if y > 0: return acc.cast(x.dtype)
   # XLA's CPU code runs with denormals flushed to zero, so 1/x**3 is inf once x**3 is subnormal (2e-13**-3 in f32);
   # f16 is computed in f32 there, where f16's subnormals are normal numbers.
   if x.dtype != tg.float16: acc = (_fabs(acc) < float(jnp.finfo(jdtype(acc)).tiny)).where(_copysign(0.0, acc), acc)
@@ -553,7 +592,7 @@ def _shift_in_range(y, x):
 @elementwise(P.shift_left_p)
 def shift_left(x, y):
   ok = _shift_in_range(y, x)
-  return wrap_int(ok.where(x << ok.where(y, full_like(y, 0)), full_like(x, 0)))
+  return ok.where(wrapping(lambda x, y: x << y)(x, ok.where(y, full_like(y, 0))), full_like(x, 0))
 
 
 @elementwise(P.shift_right_logical_p)
@@ -616,7 +655,7 @@ def convert_element_type(x, *, new_dtype, weak_type=False, sharding=None):
   if x.dtype == target: return x
   if target == tg.bool: return x != 0
   if is_float(x) and tg.is_int(target): return _float_to_int(x, new_dtype)
-  return wrap_int(x.cast(target))   # int -> narrower or other signedness wraps
+  return _int_to_int(x, target) if tg.is_int(x.dtype) else wrap_int(x.cast(target))   # int -> narrower or other signedness wraps
 
 
 def _float_to_int(x, new_dtype):
