@@ -29,25 +29,31 @@ class HostSyncInJitError(NotImplementedError):
   """A value must be read on the host mid-program (a while_loop's predicate), which a TinyJit capture cannot replay."""
 
 
+# Primitives whose rules evaluate a `while` internally (a traced JAX implementation: igamma, betainc, random_gamma, ...);
+# rule modules add to it.
+HOST_SYNC_PRIMITIVES: set = set()
+
+
 def needs_host_sync(closed) -> bool:
-  """Whether evaluating this (Closed)Jaxpr reads values on the host: it contains a `while` anywhere."""
+  """Whether evaluating this (Closed)Jaxpr reads values on the host: it contains a `while` anywhere, or a primitive
+  whose rule runs one (HOST_SYNC_PRIMITIVES)."""
   jaxpr = closed.jaxpr if isinstance(closed, jcore.ClosedJaxpr) else closed
   for eqn in jaxpr.eqns:
-    if eqn.primitive is P.while_p: return True
+    if eqn.primitive is P.while_p or eqn.primitive in HOST_SYNC_PRIMITIVES: return True
     if any(needs_host_sync(sub) for sub in _subjaxprs(eqn.params)): return True
   return False
 
 
-def _refuse_inside_jit_capture(what):
+def refuse_inside_jit_capture(what):
   from tinygrad.engine.realize import capturing
   if capturing:
     raise HostSyncInJitError(
-      f"{what} needs a value on the host during the program (a data-dependent trip count), which a TinyJit capture "
-      f"would bake in for every later call; run it with tiny(f, jit=False)")
+      f"{what} needs values on the host during the program (a trip count, a callback's arguments), which a TinyJit "
+      f"capture cannot replay; run it with tiny(f, jit=False)")
 
 
 def _host_int(t: Tensor) -> int:
-  _refuse_inside_jit_capture("a while_loop (or a cond around one)")
+  refuse_inside_jit_capture("a while_loop (or a cond around one)")
   return int(t.to(DEVICE.get()).item())   # a folded constant has no device; without .to it would go through CPU
 
 
@@ -87,7 +93,7 @@ def platform_index(*, platforms, **_):
 def while_loop(*args, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
   cond_consts, body_consts = args[:cond_nconsts], args[cond_nconsts:cond_nconsts + body_nconsts]
   carry = list(args[cond_nconsts + body_nconsts:])
-  _refuse_inside_jit_capture("while_loop")
+  refuse_inside_jit_capture("while_loop")
   while True:
     pred, = eval_closed_jaxpr(cond_jaxpr, *cond_consts, *carry)
     # realize the carry with the predicate, so the next iteration starts from buffers, not from the whole history

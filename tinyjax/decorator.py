@@ -113,9 +113,9 @@ class Program:
 
   def __call__(self, inputs):
     if not self.use_jit: return self.evaluate(inputs)
-    if self.host_sync:   # a while_loop reads its predicate on the host: a capture would bake in the first trip count
+    if self.host_sync:   # a while_loop's predicate or a callback's arguments are read on the host: no capture
       outs = self.evaluate(inputs)
-      Tensor.realize(*[o for o in outs if o.numel()])
+      if written := [o for o in outs if o.numel()]: Tensor.realize(*written)
       return outs
     outs = [_empty_like(aval, self.device) for aval in self.out_avals]
     written = [o for o in outs if o.numel()]
