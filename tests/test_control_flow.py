@@ -8,7 +8,7 @@ from jax import lax
 from jax.extend.core import primitives as P
 
 from parity import assert_same, check
-from tinyjax import tiny
+from tinyjax import control_flow, tiny
 
 
 def check_eager(fn, *args, **kw):
@@ -114,7 +114,16 @@ def test_cond_around_while_reads_index_on_host():
 
 
 # ---- scan ------------------------------------------------------------------------------------------------------
+# Every scan test runs both ways a scan executes: unrolled into the graph (short scans) and stepped (the body
+# captured once and replayed per step with the step index as a bound Variable; long scans).
 
+@pytest.fixture(params=["unrolled", "stepped"], autouse=False)
+def scan_strategy(request, monkeypatch):
+  monkeypatch.setattr(control_flow, "UNROLL_MAX_LENGTH", 10_000 if request.param == "unrolled" else 0)
+  return request.param
+
+
+@pytest.mark.usefixtures("scan_strategy")
 def test_scan_forward_reverse_multi():
   def f(c0, xs, ys):
     step = lambda c, xy: ((c[0] + xy[0], c[1] * 2), (c[0] * xy[1], xy[0] > 2))
@@ -124,6 +133,7 @@ def test_scan_forward_reverse_multi():
   check(f, np.float32(0.5), np.arange(5, dtype=np.float32), np.linspace(-1, 1, 5).astype(np.float32))
 
 
+@pytest.mark.usefixtures("scan_strategy")
 def test_scan_consts_matrices_and_length_zero():
   w = np.random.default_rng(0).normal(size=(3, 3)).astype(np.float32)
   def f(h, xs):
@@ -132,6 +142,7 @@ def test_scan_consts_matrices_and_length_zero():
   check(f, np.ones(3, np.float32), np.random.default_rng(1).normal(size=(6, 3)).astype(np.float32))
 
 
+@pytest.mark.usefixtures("scan_strategy")
 def test_scan_over_keys():
   def f(k):
     keys = jax.random.split(k, 4)
@@ -139,10 +150,12 @@ def test_scan_over_keys():
   check(f, jax.random.key(3))
 
 
+@pytest.mark.usefixtures("scan_strategy")
 def test_fori_loop_static_bounds_is_a_scan():
   check(lambda x: lax.fori_loop(0, 6, lambda i, c: c * 1.5 + i, x), np.float32(1))
 
 
+@pytest.mark.usefixtures("scan_strategy")
 def test_grad_of_scan():
   rng = np.random.default_rng(2)
   w, xs = rng.normal(size=(4, 4)).astype(np.float32) * 0.5, rng.normal(size=(7, 4)).astype(np.float32)
@@ -151,3 +164,27 @@ def test_grad_of_scan():
     return jnp.sum(hs ** 2) + jnp.sum(h)
   check(jax.grad(loss, argnums=(0, 1)), w, xs, rtol=1e-5, atol=1e-5)
   check(jax.value_and_grad(lambda w: loss(w, xs)), w, rtol=1e-5, atol=1e-5)
+
+
+def test_long_scan_steps_a_captured_body():
+  """A 300-step RNN and its gradient: the body is captured once and replayed per step (the program is not captured
+  whole, since the step loop runs on the host), and later calls give that call's values."""
+  rng = np.random.default_rng(3)
+  w, xs = rng.normal(size=(8, 8)).astype(np.float32) * 0.4, rng.normal(size=(300, 2, 8)).astype(np.float32)
+  def loss(w, h, xs):
+    h, hs = lax.scan(lambda h, x: (jnp.tanh(h @ w + x),) * 2, h, xs)
+    return jnp.mean(hs ** 2) + jnp.mean(h), hs[::50]
+  f = tiny(jax.value_and_grad(loss, has_aux=True))
+  for h in (np.zeros((2, 8), np.float32), np.ones((2, 8), np.float32)):
+    assert_same(f(w, h, xs), jax.jit(jax.value_and_grad(loss, has_aux=True))(w, h, xs), rtol=1e-4, atol=1e-5)
+  assert f.trace_count == 1
+
+
+@pytest.mark.usefixtures("scan_strategy")
+def test_nested_scans_and_a_scan_in_a_while():
+  def f(x):
+    inner = lambda c, y: lax.scan(lambda a, z: (a * 0.5 + z, a), c, y + jnp.arange(3.0))
+    c, ys = lax.scan(inner, x, jnp.arange(12.0))
+    w = lax.while_loop(lambda v: v[0] < 50, lambda v: lax.scan(lambda a, _: (a + 1, a), v, None, length=12)[0], c)
+    return c, ys, w
+  check_eager(f, jnp.ones(3))

@@ -16,7 +16,8 @@ from .keys import apply_to_key_components, carries_keys
 from .ops import DEVICE, EQUATION, RULES, const, primitive, register
 
 # Tensors for a program's constants (closed-over arrays, array literals), made once per program and reused:
-# id(value) -> (value, Tensor). The value is kept so that its id stays unique while the program lives.
+# id(value) -> (value, Tensor). The value is kept so that its id stays unique while the program lives. Rules that
+# keep per-program state put it here under tuple keys (control_flow's captured scan steps), to be freed with it.
 CONSTS = contextvars.ContextVar("tinyjax_consts", default=None)
 
 

@@ -1,0 +1,70 @@
+"""An LSTM (flax nn.RNN over nn.OptimizedLSTMCell, 256 steps, hidden 128): forward and value_and_grad, tiny vs jax.jit.
+
+    DEV=CPU python3 benchmarks/lstm.py [--steps 256] [--hidden 128] [--batch 8] [--reps 5]
+
+flax's nn.RNN is a lax.scan. tinyjax runs a scan longer than control_flow.UNROLL_MAX_LENGTH as its body's kernels,
+captured once and replayed per step with the step index as a bound Variable; the surrounding program is
+re-interpreted per call (the step loop runs on the host). Prints first-call and steady-state times and parity.
+"""
+import argparse
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tinyjax import tiny, to_numpy
+
+
+class Model(nn.Module):
+  hidden: int
+
+  @nn.compact
+  def __call__(self, x):
+    h = nn.RNN(nn.OptimizedLSTMCell(self.hidden))(x)
+    return nn.Dense(1)(h[:, -1])
+
+
+def timed(fn, reps):
+  """(first call, median of `reps` later calls) in seconds; outputs read back to the host each time."""
+  t0 = time.perf_counter()
+  jax.tree_util.tree_map(np.asarray, to_numpy(fn()))
+  first = time.perf_counter() - t0
+  times = []
+  for _ in range(reps):
+    t0 = time.perf_counter()
+    jax.tree_util.tree_map(np.asarray, to_numpy(fn()))
+    times.append(time.perf_counter() - t0)
+  return first, float(np.median(times))
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--steps", type=int, default=256)
+  ap.add_argument("--hidden", type=int, default=128)
+  ap.add_argument("--batch", type=int, default=8)
+  ap.add_argument("--features", type=int, default=32)
+  ap.add_argument("--reps", type=int, default=5)
+  args = ap.parse_args()
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(args.batch, args.steps, args.features)).astype(np.float32)
+  y = rng.normal(size=(args.batch, 1)).astype(np.float32)
+  model = Model(args.hidden)
+  params = jax.jit(model.init)(jax.random.key(0), x)
+  forward = lambda p, x: model.apply(p, x)
+  loss_and_grad = jax.value_and_grad(lambda p, x, y: jnp.mean((model.apply(p, x) - y) ** 2))
+  print(f"LSTM: {args.steps} steps, hidden {args.hidden}, batch {args.batch}, {args.features} features")
+  for name, fn, fargs in (("forward", forward, (params, x)), ("value_and_grad", loss_and_grad, (params, x, y))):
+    jitted, tinied = jax.jit(fn), tiny(fn)
+    want, got = jitted(*fargs), to_numpy(tinied(*fargs))
+    err = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)) / (np.abs(np.asarray(b)) + 1e-3)))
+              for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)))
+    jax_first, jax_t = timed(lambda: jitted(*fargs), args.reps)
+    tiny_first, tiny_t = timed(lambda: tinied(*fargs), args.reps)
+    print(f"  {name:15s} tiny {tiny_t * 1e3:8.1f} ms (first call {tiny_first:5.1f} s)   jax.jit {jax_t * 1e3:7.1f} ms "
+          f"(first {jax_first:4.1f} s)   tiny/jax {tiny_t / jax_t:5.1f}x   max rel diff {err:.1e}")
+
+
+if __name__ == "__main__":
+  main()
