@@ -9,8 +9,10 @@ explicitly (float4 types in the C source), so turning the pass off costs little 
 The flag rides in the renderer's target: ClangCompiler turns each feature `f` after the CPU name into `-mf`, so
 `llvm=-vectorize-slp=false` becomes `-mllvm=-vectorize-slp=false`. The target is what tinygrad pickles to the worker
 processes that compile kernels in parallel (which never import tinyjax), and it is part of the compile cache key, so
-kernels compiled without the flag are not reused.
+kernels compiled without the flag are not reused. Only for clang: tinygrad also runs with CC=gcc, which has no -mllvm
+and no SLP vectorizer at -O2.
 """
+import os
 from dataclasses import replace
 
 from tinygrad.renderer.cstyle import ClangRenderer
@@ -20,7 +22,8 @@ FEATURE = "llvm=-vectorize-slp=false"
 
 def _with_feature(init):
   def __init__(self, target):
-    if target.arch and FEATURE not in target.arch.split(","): target = replace(target, arch=f"{target.arch},{FEATURE}")
+    is_clang = "clang" in os.path.basename(os.environ.get("CC", "clang"))   # (CC may be gcc, which has no -mllvm)
+    if is_clang and target.arch and FEATURE not in target.arch.split(","): target = replace(target, arch=f"{target.arch},{FEATURE}")
     init(self, target)
   __init__.tinyjax_feature = True
   return __init__
