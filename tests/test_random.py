@@ -250,3 +250,13 @@ def test_flipping_threefry_partitionable_retraces():
   assert_same(g(KEY), jax.jit(f)(KEY))
   with jax.threefry_partitionable(False):
     assert_same(g(KEY), jax.jit(f)(KEY))
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_permutation_and_choice(seed):
+  """They sort random bits (sorting.py): the same permutations and draws as jax.jit, bit for bit."""
+  def draws(key):
+    return (jax.random.permutation(key, 50), jax.random.permutation(key, jnp.arange(12.0).reshape(4, 3), axis=1,
+                                                                       independent=True),
+            jax.random.choice(key, 20, (5,), replace=False), jax.random.choice(key, 20, (7,), p=jnp.linspace(0, 1, 20)))
+  check(draws, jax.random.key(seed))

@@ -186,10 +186,13 @@ def _stepped_scan(jaxpr, length, reverse, consts, carry, xs, num_carry):
     writes += [buf.assign(o) for buf, o in zip(targets[:num_carry], carry) if buf.numel()]
     if writes: Tensor.realize(*writes)
 
+  layouts = {}
   for n in range(full + (rest > 0)):
     out, count = ping_pong[n % 2], steps if n < full else rest
     # TinyJit takes each real buffer once: pass the distinct non-empty ones, rebuild the argument list inside
-    unique, positions = _dedupe([*consts, *carry, *xs, *out, *ys])
+    layout = (n == 0, n % 2, count)   # which buffers the step gets depends only on these
+    if layout not in layouts: layouts[layout] = _dedupe([*consts, *carry, *xs, *out, *ys])
+    unique, positions = layouts[layout]
     variable = n < full and full > 1   # (a Variable of one value would be folded away: then the start is fixed)
     key = ("scan", id(jaxpr), device, length, reverse, count, variable or n * steps, positions)
     if key not in steppers:
