@@ -57,3 +57,16 @@ def test_grad_of_relu_cnn():
   def loss(params, x, labels):
     return optax.softmax_cross_entropy_with_integer_labels(model.apply(params, x), labels).mean()
   check(jax.value_and_grad(loss), params, x, labels, rtol=1e-4, atol=1e-6)
+
+
+class _Recurrent(nn.Module):
+  """Dense, Conv, Embed and an LSTM (its recurrent kernels use the orthogonal initializer, i.e. qr)."""
+  @nn.compact
+  def __call__(self, ids, images):
+    h = nn.RNN(nn.OptimizedLSTMCell(16))(nn.Embed(50, 8)(ids))
+    return nn.Dense(3)(h[:, -1]) + nn.Conv(3, (3, 3))(images).mean((1, 2))
+
+
+def test_flax_init_matches_jax_jit():
+  ids, images = np.arange(24).reshape(2, 12) % 50, np.ones((2, 6, 6, 1), np.float32)
+  check(_Recurrent().init, jax.random.key(0), ids, images, rtol=1e-5, atol=1e-6)

@@ -1,6 +1,6 @@
 """tinyjax: run JAX programs on tinygrad. `from tinyjax import tiny`."""
 from . import compiler  # noqa: F401  (first: flags for the CPU device's clang, before any kernel is compiled)
-from . import ops, interpreter, shapes, reductions, conv, random, indexing, control_flow, callbacks, sorting, linalg  # noqa: F401  (each module registers its rules)
+from . import ops, interpreter, shapes, reductions, conv, random, indexing, control_flow, callbacks, sorting, special, linalg  # noqa: F401  (each module registers its rules)
 from .decorator import TinyKey, tiny, to_numpy, to_tinygrad
 from .interpreter import UnsupportedPrimitiveError
 

@@ -22,40 +22,11 @@ import functools
 import jax
 import numpy as np
 from jax._src.random import prng
-from jax.extend import core as jcore
 from tinygrad import Tensor, dtypes as tg
 
 from .dtypes import is_key_dtype, to_tiny
 from .ops import DEVICE, EQUATION, RULES, const, jdtype, nan_where, primitive, register
-
-
-# ---- tracing JAX's reference implementations -------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=512)
-def _trace(fn, in_specs, config):
-  """make_jaxpr of `fn` on (shape, dtype) specs, cached. `config` (the flags JAX reads while tracing, see
-  _config_key) only keys the cache, so that flipping e.g. jax_threefry_partitionable re-traces."""
-  return jax.make_jaxpr(fn)(*[jax.ShapeDtypeStruct(s, d) for s, d in in_specs])
-
-
-def _eval(closed, *args):
-  from .interpreter import eval_jaxpr   # the interpreter imports this module's siblings; import late
-  return eval_jaxpr(closed.jaxpr, [_const(np.asarray(c)) for c in closed.consts], *args)
-
-
-def _const(c: np.ndarray):
-  """A traced implementation's constant (e.g. the uint32[1] zero that pads an odd count): folded into the kernels
-  when it is one repeated value, so that no buffer is created while TinyJit captures."""
-  if c.size == 0 or (c == c.flat[0]).all(): return const(c.flat[0] if c.size else 0, c.dtype, c.shape)
-  return const(c, c.dtype, c.shape)
-
-
-def _spec(t): return (tuple(t.shape), np.dtype(jdtype(t)))
-
-
-def _config_key():
-  """Flags read while tracing JAX's implementations: part of every cache key so a flipped flag re-traces."""
-  return (jax.config.jax_threefry_partitionable, jax.config.jax_enable_x64)
+from .traced import config_key as _config_key, evaluate as _eval, spec as _spec, trace as _trace
 
 
 # ---- which impl a key belongs to -------------------------------------------------------------------------------
