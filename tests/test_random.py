@@ -1,6 +1,7 @@
 """jax.random on tinygrad, bit-exact with jax.jit (tinyjax/random.py): the key primitives (random_seed/bits/split/
 fold_in/wrap/unwrap), the threefry2x32 hash they are made of, erf_inv, the samplers built on them, and keys that
-go in and out of tiny functions (TinyKey), so a training loop can carry its key from call to call."""
+go in and out of tiny functions (TinyKey), so a training loop can carry its key from call to call. Also
+rng_bit_generator (XLA's RngBitGenerator: THREE_FRY, PHILOX, RNG_DEFAULT) and the rbg/unsafe_rbg impls built on it."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -260,3 +261,123 @@ def test_permutation_and_choice(seed):
                                                                        independent=True),
             jax.random.choice(key, 20, (5,), replace=False), jax.random.choice(key, 20, (7,), p=jnp.linspace(0, 1, 20)))
   check(draws, jax.random.key(seed))
+
+
+# ---- rng_bit_generator (XLA's RngBitGenerator) and the rbg / unsafe_rbg impls built on it ------------------------
+
+ALGORITHMS = list(lax.RandomAlgorithm)
+# shapes that exercise prng.cc's SplitShapeIntoHalves: scalar, odd, first even dim, no even dim (largest split),
+# size-1 dims, 0-size dims (as the first even dim and behind an odd one)
+RBG_SHAPES = [(), (1,), (7,), (3, 5), (4, 6), (3, 1, 5), (5, 3, 2), (1, 1), (0, 3), (3, 0)]
+
+
+def _rbg_draws(key, algorithm, shapes=RBG_SHAPES, dtypes=(jnp.uint32, jnp.uint8, jnp.uint16)):
+  return [lax.rng_bit_generator(key, s, dtype=dtypes[i % len(dtypes)], algorithm=algorithm) for i, s in enumerate(shapes)]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS, ids=str)
+def test_rng_bit_generator_shapes_and_dtypes(algorithm):
+  # every output with its new key; RNG_DEFAULT is XLA CPU's RNG_PHILOX
+  check(lambda k: _rbg_draws(k, algorithm), np.array([1, 2, 3, 4], np.uint32))
+  check(lambda k: [lax.rng_bit_generator(k, (2, 3), dtype=d, algorithm=algorithm) for d in (jnp.uint8, jnp.uint16)],
+        np.array([0xDEADBEEF, 7, 0xFFFFFFF0, 0x80000000], np.uint32))
+
+
+@given(shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5), algorithm=st.sampled_from(ALGORITHMS),
+       dtype=st.sampled_from([jnp.uint8, jnp.uint16, jnp.uint32]))
+def test_rng_bit_generator_any_shape(shape, algorithm, dtype):
+  check(lambda k: lax.rng_bit_generator(k, shape, dtype=dtype, algorithm=algorithm), np.array([3, 1, 4, 1], np.uint32))
+
+
+_RBG_REPLAYED = {a: tiny(lambda k, a=a: _rbg_draws(k, a, [(), (5,), (3, 4), (2, 3, 3)])) for a in ALGORITHMS}
+_U32 = st.integers(0, 2 ** 32 - 1)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS, ids=str)
+@given(data=hnp.arrays(np.uint32, (4,), elements=st.one_of(_U32, st.sampled_from([0, 1, 0xFFFFFFFE, 0xFFFFFFFF]))))
+@example(data=np.array([0, 0, 0, 0], np.uint32))
+@example(data=np.array([0xFFFFFFFF] * 4, np.uint32))              # the counter wraps; philox's carries reach the key
+@example(data=np.array([5, 6, 0xFFFFFFFE, 0xFFFFFFFF], np.uint32))  # the counter wraps inside the draw
+@example(data=np.array([0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFC, 7], np.uint32))  # a carry into the counter's high word
+def test_rng_bit_generator_any_key(algorithm, data):
+  # one program per algorithm replayed for every drawn key: wrap-around in the counters and in every round
+  assert_same(_RBG_REPLAYED[algorithm](data), jax.jit(_RBG_REPLAYED[algorithm].fun)(data))
+
+
+def test_rng_bit_generator_64_bit():
+  # uint64 bits (ThreeFryRngBit64 / PhiloxRngBit64) and the uint64[2] key JAX also accepts, under x64
+  with jax.enable_x64(True):
+    for key in (np.array([1, 2, 0xFFFFFFFF, 0xFFFFFFFF], np.uint32), np.array([2 ** 63 + 5, 2 ** 64 - 2], np.uint64)):
+      check(lambda k: [lax.rng_bit_generator(k, s, dtype=d, algorithm=a) for a in ALGORITHMS
+                       for s, d in [((), jnp.uint64), ((5,), jnp.uint64), ((2, 3), jnp.uint64), ((0,), jnp.uint64),
+                                    ((3,), jnp.uint8), ((4,), jnp.uint32)]], key)
+
+
+def test_rng_bit_generator_constant_key_and_vmap():
+  # a key known at trace time (tinygrad folds the arithmetic: it must wrap as at run time); vmap, whose batching
+  # rule draws for the whole batch from the first key
+  check(lambda: [lax.rng_bit_generator(jnp.array([0xFFFFFFFF, 3, 0xFFFFFFFE, 0xFFFFFFFF], jnp.uint32), (5,), algorithm=a)
+                 for a in ALGORITHMS])
+  keys = np.arange(12, dtype=np.uint32).reshape(3, 4) * np.uint32(0x9E3779B9)
+  check(jax.vmap(lambda k: lax.rng_bit_generator(k, (2, 3), dtype=jnp.uint8)), keys)
+
+
+def test_rng_bit_generator_bad_key_is_a_typed_error():
+  with pytest.raises(TypeError, match="rng_bit_generator"):
+    tiny(lambda k: lax.rng_bit_generator(k, (3,)))(np.zeros(2, np.uint32))
+
+
+def test_rng_bit_generator_million_is_a_few_kernels():
+  from tinygrad import GlobalCounters
+  f = lambda k: lax.rng_bit_generator(k, (1000, 1000), dtype=jnp.uint8)
+  g, key = tiny(f), np.array([9, 8, 7, 6], np.uint32)
+  g(key)
+  GlobalCounters.reset()
+  got = g(key)
+  assert GlobalCounters.kernel_count <= 4, GlobalCounters.kernel_count   # one hash kernel, the key, copies in
+  assert_same(got, jax.jit(f)(key))
+
+
+def _rbg_program(k):
+  a, b = jax.random.split(k)
+  return [a, b, jax.random.normal(a, (7,)), jax.random.uniform(b, (2, 3)), jax.random.bits(k, (5,), jnp.uint8),
+          jax.random.bits(k, (3,), jnp.uint16), jax.random.bits(k, ()), jax.random.split(k, (2, 3)),
+          jax.random.fold_in(k, 7), jax.random.randint(k, (4,), 0, 10), jax.random.key_data(k),
+          jax.vmap(lambda kk: jax.random.bits(kk, (3,)))(jax.random.split(k, 4)), jax.vmap(jax.random.split)(jax.random.split(k, 2))]
+
+
+@pytest.mark.parametrize("impl", ["rbg", "unsafe_rbg"])
+def test_rbg_keys(impl):
+  # the user-facing path: keys of the rbg impls through random_seed/bits/split/fold_in (JAX's own impl, traced)
+  check(_rbg_program, jax.random.key(42, impl=impl))
+  check(lambda s, m: [jax.random.key(s, impl=impl), jax.random.fold_in(jax.random.key(s, impl=impl), m)],
+        np.int32(-5), np.uint32(0xFFFFFFFF))
+  check(lambda: [jax.random.fold_in(jax.random.key(3, impl=impl), 11), jax.random.bits(jax.random.key(3, impl=impl), (4,))])
+
+
+def test_rbg_keys_in_and_out():
+  key = jax.random.key(1701, impl="rbg")
+  keys = tiny(lambda k: jax.random.split(k))(key)
+  assert isinstance(keys, TinyKey) and keys.shape == (2,) and keys.dtype == key.dtype
+  assert_same(keys, jax.random.split(key))
+  draw = lambda ks: [jax.random.normal(ks[1], (4,)), jax.random.split(ks[0])]
+  assert_same(tiny(draw)(keys), jax.jit(draw)(jax.random.split(key)))
+
+
+def test_rbg_as_default_impl():
+  with jax.default_prng_impl("rbg"):
+    check(lambda s: [jax.random.key(s), jax.random.PRNGKey(s), jax.random.normal(jax.random.PRNGKey(s), (5,))], np.int32(9))
+  with jax.default_prng_impl("unsafe_rbg"):
+    check(_rbg_program, jax.random.PRNGKey(3))
+
+
+def test_rbg_64_bit_under_x64():
+  with jax.enable_x64(True):
+    check(lambda k: [jax.random.bits(k, (5,), jnp.uint64), jax.random.normal(k, (3,), jnp.float64)],
+          jax.random.key(1, impl="rbg"))
+
+
+def test_threefry_on_constant_keys():
+  # a key and a message known at trace time: tinygrad folds the whole hash at compile time, with unbounded ints
+  check(lambda: [jax.random.fold_in(jax.random.key(3), 11), jax.random.split(jax.random.key(2 ** 31 - 1), 3),
+                 jax.random.bits(jax.random.key(0), (3,))])

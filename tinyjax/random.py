@@ -6,8 +6,10 @@ A key<impl> value is carried as its uint32 key data (threefry: uint32[..., 2]). 
 raw uint32 ops, and interpret that. The traced Jaxpr is cached per shape/params/flags. What it contains is
 `threefry2x32` (the hash, a rule below), `iota_2x32_shape`, and ordinary lax ops — so JAX's choice of derivation
 (`jax_threefry_partitionable`, on by default in jax 0.10; the 8/16/64-bit field layouts) is followed automatically,
-because it is read when we trace. Other impls work as far as their primitives have rules (philox4x32 has none:
-it raises UnsupportedPrimitiveError naming it).
+because it is read when we trace. The 'rbg' and 'unsafe_rbg' impls (key data uint32[..., 4]) are made of threefry
+and `rng_bit_generator`, whose rule below transcribes XLA's own expansion of RngBitGenerator (THREE_FRY, PHILOX, and
+RNG_DEFAULT resolved as XLA CPU/GPU resolve it, to PHILOX). Other impls work as far as their primitives have rules
+(philox4x32 has none: it raises UnsupportedPrimitiveError naming it).
 
 Key arrays moved by data-movement primitives (a split key unpacked by slice/squeeze, gathered, selected) are
 handled by the interpreter with tinyjax/keys.py.
@@ -18,6 +20,7 @@ aval (key<fry> vs key<phx4>, which have the same key-data shape), read from the 
 Also here: `erf_inv` (jax.random.normal needs it), traced from JAX's lax-op transcription of XLA's polynomial.
 """
 import functools
+import importlib
 
 import jax
 import numpy as np
@@ -25,7 +28,7 @@ from jax._src.random import prng
 from tinygrad import Tensor, dtypes as tg
 
 from .dtypes import is_key_dtype, to_tiny
-from .ops import DEVICE, EQUATION, RULES, const, jdtype, nan_where, primitive, register
+from .ops import EQUATION, RULES, const, jdtype, nan_where, primitive, register, wrap_int
 from .traced import config_key as _config_key, evaluate as _eval, spec as _spec, trace as _trace
 
 
@@ -121,25 +124,34 @@ def threefry2x32(k1, k2, x1, x2):
   than traced from that function: tinygrad compiles shifts by constant ints ~10x faster than shifts by tensors (which
   the generic shift rules produce), and this hash sits inside every jax.random call. uint32 arithmetic wraps in
   tinygrad as in XLA (C unsigned arithmetic; << and >> by an int are a multiply and a divide by 2**r, exact mod
-  2**32); the tests check the bits against jax.jit and Random123's known-answer vector."""
-  shape = tuple(np.broadcast_shapes(k1.shape, k2.shape, x1.shape, x2.shape))
+  2**32), except where tinygrad folds constants at compile time, with unbounded ints: wrap_int covers that (a key
+  made from a literal seed, folded in with a literal message). The tests check the bits against jax.jit and
+  Random123's known-answer vector."""
+  shape, (k1, k2, x1, x2) = _broadcast_uint32("threefry2x32", k1, k2, x1, x2)
   if 0 in shape: return [const(0, np.uint32, shape), const(0, np.uint32, shape)]
-  k1, k2, x1, x2 = [a if tuple(a.shape) == shape else a.reshape((1,) * (len(shape) - a.ndim) + tuple(a.shape)).expand(shape)
-                    for a in (k1, k2, x1, x2)]
-  if any(a.dtype != tg.uint32 for a in (k1, k2, x1, x2)): raise TypeError("threefry2x32 takes uint32 operands")
-  rotl = lambda v, r: (v << r) | (v >> (32 - r))
+  w = wrap_int   # free at run time; exact where tinygrad folds the hash at compile time (constant key and counter)
+  rotl = lambda v, r: w(v << r) | (v >> (32 - r))
   ks = [k1, k2, k1 ^ k2 ^ 0x1BD11BDA]
-  x1, x2 = x1 + ks[0], x2 + ks[1]
+  x1, x2 = w(x1 + ks[0]), w(x2 + ks[1])
   for i in range(5):
     for r in _ROTATIONS[i % 2]:
-      x1 = x1 + x2
+      x1 = w(x1 + x2)
       x2 = rotl(x2, r) ^ x1
-    x1 = x1 + ks[(i + 1) % 3]
-    x2 = x2 + ks[(i + 2) % 3] + (i + 1)
+    x1 = w(x1 + ks[(i + 1) % 3])
+    x2 = w(x2 + ks[(i + 2) % 3] + (i + 1))
   return [x1, x2]
 
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def _broadcast_uint32(name, *operands):
+  """The operands of a hash primitive broadcast to their common shape (JAX's rule: equal ranks or scalars, which is
+  numpy's broadcasting restricted). Returns (shape, operands)."""
+  if any(a.dtype != tg.uint32 for a in operands): raise TypeError(f"tinyjax: {name} takes uint32 operands")
+  shape = tuple(np.broadcast_shapes(*(tuple(a.shape) for a in operands)))
+  return shape, [a if tuple(a.shape) == shape else a.reshape((1,) * (len(shape) - a.ndim) + tuple(a.shape)).expand(shape)
+                 for a in operands]
 
 
 @register(primitive("iota_2x32_shape_p"))
@@ -149,9 +161,210 @@ def iota_2x32_shape(*, shape):
   if size == 0: return [const(0, np.uint32, shape)] * 2
   if size > 2 ** 32:   # hi would be nonzero somewhere; tinygrad's arange would need uint64 indices
     raise NotImplementedError(f"iota_2x32_shape of {size} elements (more than 2**32)")
-  counter = tg.int64 if size > 2 ** 31 - 1 else tg.int32   # (Tensor.arange takes no device in tinygrad 0.14)
-  lo = (Tensor.ones(size, dtype=counter, device=DEVICE.get()).cumsum(0) - 1).cast(tg.uint32).reshape(shape)
+  # Tensor.arange is a cumulative sum of a device-less constant, which tinygrad folds into index arithmetic: no
+  # kernel of its own, fused into its consumer (a cumsum of a device buffer would cost a two-stage O(n * 256) reduce)
+  lo = Tensor.arange(size, dtype=tg.uint32).reshape(shape)
   return [const(0, np.uint32, shape), lo]
+
+
+# ---- rng_bit_generator: XLA's RngBitGenerator ------------------------------------------------------------------
+# jax.lax.rng_bit_generator, and so every key of the 'rbg' and 'unsafe_rbg' impls, lowers to the RngBitGenerator HLO,
+# which XLA expands into ordinary HLO before compiling. This is a transcription of that expansion:
+#   - jax._src.lax.lax._rng_bit_generator_lowering: the u32[4] key is bitcast to the u64[2] state XLA takes,
+#     state[i] = key[2i] | key[2i+1] << 32 (a u64[2] key is passed as it is); the new state is bitcast back.
+#   - xla/service/rng_bit_generator_expander.cc: RNG_DEFAULT becomes the algorithm the backend's compiler passes to
+#     the expander, RNG_PHILOX on CPU and GPU (cpu_compiler.cc, gpu_compiler.cc). key = state[0]. THREE_FRY counts
+#     from state[1]; PHILOX (state of fewer than 3 words: GetPhiloxStateOp) counts from the 128-bit Rev(state), i.e.
+#     low word state[1], high word state[0], and keeps only the low word of the advanced counter
+#     (GetPhiloxOutputStateOp). The new state is [key, advanced counter].
+#   - xla/hlo/builder/lib/prng.cc: ThreeFryBitGenerator and PhiloxBitGenerator generate the bits.
+# prng.cc computes in u64 (and u128 as two u64); here every u64/u128 is a little-endian list of uint32 words with
+# explicit carries, so no device needs 64-bit integers unless it asks for uint64 bits.
+
+_RNG = jax.lax.RandomAlgorithm
+_XLA_DEFAULT_RNG = _RNG.RNG_PHILOX   # what RngBitGeneratorExpander is built with on XLA CPU and GPU
+
+
+@register(jax.lax.rng_bit_generator_p)
+def rng_bit_generator(key, *, shape, dtype, algorithm, out_sharding=None):
+  """(new_key, bits): bits of `shape` and `dtype` (uint8/16/32/64) from `key` (uint32[4], or uint64[2] under x64)."""
+  shape, dtype = tuple(shape), np.dtype(dtype)
+  if dtype not in (np.uint8, np.uint16, np.uint32, np.uint64):
+    raise TypeError(f"tinyjax: rng_bit_generator produces uint8/16/32/64 bits, not {dtype}")
+  if int(np.prod(shape)) >= 2 ** 32:   # counters are offset by a uint32 element index
+    raise NotImplementedError(f"tinyjax: rng_bit_generator of {int(np.prod(shape))} elements (2**32 or more)")
+  state = _rbg_state_words(key)        # [key lo, key hi, counter lo, counter hi]
+  if algorithm == _RNG.RNG_DEFAULT: algorithm = _XLA_DEFAULT_RNG
+  if algorithm == _RNG.RNG_THREE_FRY: bits, counter = _threefry_bit_generator(state[:2], state[2:], shape, dtype)
+  elif algorithm == _RNG.RNG_PHILOX: bits, counter = _philox_bit_generator(state[:2], state[2:], shape, dtype)
+  else: raise NotImplementedError(f"tinyjax: rng_bit_generator with algorithm {algorithm}")
+  return [_rbg_state_tensor(state[:2] + counter, key.dtype), bits]
+
+
+def _rbg_state_words(key):
+  """The u64[2] state as four uint32 scalars, low word first (the lowering's u32[2,2] -> u64[2] bitcast)."""
+  if key.dtype == tg.uint32 and tuple(key.shape) == (4,): return [key[i] for i in range(4)]
+  if key.dtype == tg.uint64 and tuple(key.shape) == (2,):
+    return [w for i in range(2) for w in ((key[i] & 0xFFFFFFFF).cast(tg.uint32), (key[i] >> 32).cast(tg.uint32))]
+  raise TypeError(f"tinyjax: rng_bit_generator takes a uint32[4] or uint64[2] key, got {jdtype(key)}{list(key.shape)}")
+
+
+def _rbg_state_tensor(words, dtype):
+  if dtype == tg.uint32: return Tensor.stack(*words)
+  return Tensor.stack(_uint64(words[0], words[1]), _uint64(words[2], words[3]))
+
+
+def _uint64(lo, hi):
+  """prng.cc Uint32sToUint64."""
+  return lo.cast(tg.uint64) | (hi.cast(tg.uint64) << 32)
+
+
+def _add_words(words, b):
+  """The little-endian multi-word unsigned integer `words` (uint32 tensors) plus b (a uint32 tensor or an int in
+  [0, 2**32)), wrapping as XLA's u64/u128 adds do. The carry out of each word is the top bit of
+  (w >> 1) + (b >> 1) + (w & b & 1), which cannot overflow (so no comparison on a wrapped value is needed, which
+  tinygrad's range analysis could fold)."""
+  out = []
+  for w in words:
+    out.append(wrap_int(w + b))   # (wrap_int: exact if tinygrad folds it, when key and counter are constants)
+    b = ((w >> 1) + (b >> 1) + (w & (b & 1))) >> 31
+  return out
+
+
+def _row_major_index(shape):
+  """Each element's row-major position, as uint32 (prng.cc builds it from one Iota per dimension; same numbers)."""
+  return iota_2x32_shape(shape=shape)[1]
+
+
+def _narrow(bits32, dtype):
+  """prng.cc ThreeFryRngBitNarrow / PhiloxRngBitNarrow: 8/16-bit outputs are the u32 bits converted down, i.e. their
+  low bits (the upper bits are thrown away)."""
+  if dtype == np.uint32: return bits32
+  return (bits32 & (2 ** (dtype.itemsize * 8) - 1)).cast(to_tiny(dtype))
+
+
+def _threefry_bit_generator(key, counter, shape, dtype):
+  """prng.cc ThreeFryBitGenerator. ThreeFry2x32 (the rule above: the same 20 rounds, key words (low, high) of
+  state[0]) hashes the counter words (low, high) of state[1] + a row-major index.
+  64-bit (ThreeFryRngBit64): one counter per element, the two output words are its low and high halves.
+  32-bit (ThreeFryRngBit32; 8/16-bit via ThreeFryRngBitNarrow): one counter per pair of elements, over the shape
+  halved along one dimension (SplitShapeIntoHalves); the two output words fill the two halves of each pair
+  (CombineShapePair). The counter advances by the number of counters used (GetThreeFryInputsAndUpdatedState)."""
+  if dtype == np.uint64:
+    x0, x1 = _add_words(counter, _row_major_index(shape))
+    y0, y1 = threefry2x32(*key, x0, x1)
+    return _uint64(y0, y1), _add_words(counter, int(np.prod(shape)))
+  half, split = _split_shape_into_halves(shape)
+  x0, x1 = _add_words(counter, _row_major_index(half))
+  y0, y1 = threefry2x32(*key, x0, x1)
+  return _narrow(_combine_shape_pair(y0, y1, split, shape), dtype), _add_words(counter, int(np.prod(half)))
+
+
+def _split_shape_into_halves(shape):
+  """prng.cc SplitShapeIntoHalves: split the first even dimension (else the first largest) d into ceil(d/2) and a new
+  dimension of 1 after it; a scalar becomes (1,). Returns (half shape, split dimension)."""
+  if not shape: return (1,), None
+  even = [i for i, d in enumerate(shape) if d % 2 == 0]
+  s = even[0] if even else max(range(len(shape)), key=lambda i: (shape[i], -i))
+  return shape[:s] + (-(-shape[s] // 2), 1) + shape[s + 1:], s
+
+
+def _combine_shape_pair(y0, y1, split, shape):
+  """prng.cc CombineShapePair: concatenate the halves on the new dimension, merge it into the split one (element
+  2a + b of that dimension is half b's element a) and drop the padding element of an odd dimension."""
+  if split is None: return y0.reshape(())
+  pairs = y0.cat(y1, dim=split + 1)
+  merged = pairs.reshape(shape[:split] + (2 * pairs.shape[split],) + shape[split + 1:])
+  return merged if merged.shape[split] == shape[split] else merged.shrink(tuple((0, d) for d in shape))
+
+
+_PHILOX_M = (0xD2511F53, 0xCD9E8D57)   # kPhiloxM4x32A, kPhiloxM4x32B: the round multipliers
+_PHILOX_W = (0x9E3779B9, 0xBB67AE85)   # kPhiloxW32A, kPhiloxW32B: the key schedule's increments
+
+
+def _philox_bit_generator(key, counter, shape, dtype):
+  """prng.cc PhiloxBitGenerator. Philox4x32 (10 rounds) with key words (low, high) of state[0] hashes 128-bit
+  counters, each giving four u32 words (GeneratePhiloxBits: ceil(words needed / 4) counters). The counters are
+  (state[1], state[0]) + i as a u128 (GetPhiloxInputsAndUpdatedState, Uint128AddUint64: the carry out of the low u64
+  reaches the high one); the new state keeps the low u64 of (state[1], state[0]) + the number of counters.
+  32-bit (PhiloxRngBit32; 8/16-bit via PhiloxRngBitNarrow): element 4i + j is word j of counter i.
+  64-bit (PhiloxRngBit64): two words per element; element 2i + j is words (2j, 2j + 1) of counter i as (low, high)."""
+  n = int(np.prod(shape))
+  per_block = 2 if dtype == np.uint64 else 4
+  blocks = -(-n // per_block)
+  x = _add_words(counter + key, _row_major_index((blocks,)))   # the u128 counter words, least significant first
+  y = _philox4x32(x, key)
+  if dtype == np.uint64: y = [_uint64(y[0], y[1]), _uint64(y[2], y[3])]
+  if n == 0: out = const(0, np.uint64 if dtype == np.uint64 else np.uint32, shape)
+  else: out = Tensor.stack(*y, dim=1).reshape(blocks * per_block)[:n].reshape(shape)   # round-robin, then the first n
+  return (out if dtype == np.uint64 else _narrow(out, dtype)), _add_words(counter, blocks)
+
+
+def _philox4x32(x, key):
+  """prng.cc Philox4x32: ten rounds, the key raised by the Weyl increments after each."""
+  x0, x1, x2, x3 = x
+  k0, k1 = key
+  for _ in range(10):
+    hi0, lo0 = _mul_hi_lo(x0, _PHILOX_M[0])
+    hi1, lo1 = _mul_hi_lo(x2, _PHILOX_M[1])
+    x0, x1, x2, x3 = hi1 ^ x1 ^ k0, lo1, hi0 ^ x3 ^ k1, lo0
+    k0, k1 = wrap_int(k0 + _PHILOX_W[0]), wrap_int(k1 + _PHILOX_W[1])
+  return [x0, x1, x2, x3]
+
+
+def _mul_hi_lo(x, k: int):
+  """prng.cc Philox4x32's mul_hi_low: the high and low words of the 64-bit product of uint32 x and the constant k.
+  prng.cc multiplies in u64; here in 16-bit halves, so no uint32 intermediate overflows:
+  x * k = hh * 2**32 + (lh + hl) * 2**16 + ll."""
+  xl, xh, kl, kh = x & 0xFFFF, x >> 16, k & 0xFFFF, k >> 16
+  ll, lh, hl, hh = xl * kl, xl * kh, xh * kl, xh * kh          # each < 2**32
+  mid = (ll >> 16) + (lh & 0xFFFF) + (hl & 0xFFFF)             # < 3 * 2**16
+  lo = ((mid & 0xFFFF) << 16) | (ll & 0xFFFF)
+  hi = hh + (lh >> 16) + (hl >> 16) + (mid >> 16)              # < 2**32: the product is < 2**64
+  return hi, lo
+
+
+# ---- the philox4x32 and philox2x32 impls (jax._src.random.philox4x32 / philox2x32, new in jax 0.10) ---------------
+# Keys of impl 'philox4x32' (key<phx4>, uint32[..., 2]) and 'philox2x32' (key<phx2>, uint32[..., 1]). Their seed/split/
+# fold_in/random_bits are jitted lax code around one primitive each, traced by the key-primitive rules above like
+# any impl's. The primitives are JAX's own (not XLA's): philox4x32_p(k0, k1, x0, x1, x2, x3) -> 4 words and
+# philox2x32_p(k0, x0, x1) -> 2 words, elementwise over operands that broadcast (equal ranks or scalars). JAX lowers
+# them with mlir.lower_fun of a Python loop of lax ops: `lax.mul` and `lax.mulhi` by the Random123 multipliers, xor,
+# and the key bumped by the Weyl constants before every round but the first. That is Random123's Philox, round for
+# round the same as XLA's Philox4x32 above (prng.cc), so the 4x32 rule is that helper. Written by hand rather than
+# traced from JAX's loop: its `mulhi` would need a rule of its own, and a constant multiplier split in 16-bit halves
+# needs no 64-bit integers and never overflows (exact also where tinygrad folds a constant key at compile time).
+
+def _jax_primitive(module, name):
+  try: return getattr(importlib.import_module(module), name, None)
+  except ImportError: return None
+
+
+_philox4x32_p = _jax_primitive("jax._src.random.philox4x32", "philox4x32_p")
+_philox2x32_p = _jax_primitive("jax._src.random.philox2x32", "philox2x32_p")
+_PHILOX2x32_M = 0xD256D193   # Random123's PHILOX_M2x32_0; the key is bumped by kPhiloxW32A (_PHILOX_W[0])
+
+
+@register(_philox4x32_p)   # (None, and so no rule, in a JAX without this impl)
+def philox4x32(k0, k1, x0, x1, x2, x3):
+  """Philox-4x32-10 of the counter (x0, x1, x2, x3) under the key (k0, k1)."""
+  shape, ops = _broadcast_uint32("philox4x32", k0, k1, x0, x1, x2, x3)
+  if 0 in shape: return [const(0, np.uint32, shape)] * 4
+  return _philox4x32(ops[2:], ops[:2])
+
+
+@register(_philox2x32_p)
+def philox2x32(k0, x0, x1):
+  """Philox-2x32-10 of the counter (x0, x1) under the key k0: per round (hi, lo) = M * x0, then
+  (x0, x1) = (hi ^ x1 ^ k0, lo)."""
+  shape, (k0, x0, x1) = _broadcast_uint32("philox2x32", k0, x0, x1)
+  if 0 in shape: return [const(0, np.uint32, shape)] * 2
+  for rnd in range(10):
+    if rnd: k0 = wrap_int(k0 + _PHILOX_W[0])
+    hi, lo = _mul_hi_lo(x0, _PHILOX2x32_M)
+    x0, x1 = hi ^ x1 ^ k0, lo
+  return [x0, x1]
+
 
 
 # ---- stopgap: shape primitives JAX's threefry split emits (jnp.stack) that shapes.py has no rule for yet ----------
