@@ -108,7 +108,101 @@ ax2.set_xlabel("step"); ax2.set_ylabel("test accuracy"); ax2.legend()
 plt.tight_layout()"""),
 ]
 
-NOTEBOOKS = {"quickstart": QUICKSTART, "training": TRAINING}
+TRANSFORMER = [
+  ("md", """# A transformer block, and the C it compiles to
+
+A pre-norm Flax transformer block — causal multi-head self-attention, LayerNorm, a gelu MLP — run forward and under
+`jax.value_and_grad` with `tiny`, checked against `jax.jit`. Then the kernels tinygrad made of it: a DEBUG=2 replay,
+`tinyjax.kernels` (name, device, launch sizes and source of every kernel the capture replays), and that source
+compiled with clang and called from Python — the same JAX function as plain C."""),
+  ("code", """import os, ctypes, pathlib, subprocess, tempfile, time
+import numpy as np
+import jax, jax.numpy as jnp
+import flax.linen as nn
+from tinygrad import Device
+from tinygrad.helpers import Context, GlobalCounters
+import tinyjax
+from tinyjax import tiny, to_numpy, to_tinygrad
+
+class Block(nn.Module):
+    heads: int = 2
+    @nn.compact
+    def __call__(self, x):
+        causal = nn.make_causal_mask(jnp.ones(x.shape[:2], jnp.int32))   # position i attends to positions <= i
+        x = x + nn.MultiHeadDotProductAttention(num_heads=self.heads)(nn.LayerNorm()(x), mask=causal)
+        h = nn.gelu(nn.Dense(4 * x.shape[-1])(nn.LayerNorm()(x)))
+        return x + nn.Dense(x.shape[-1])(h)
+
+block = Block()
+x = jax.random.normal(jax.random.key(0), (2, 16, 16))   # batch 2, sequence 16, model width 16: small, as CI compiles it
+params = block.init(jax.random.key(1), x)
+params_tg, x_tg = to_tinygrad((params, x))               # on the tinygrad device once
+print("device:", Device.DEFAULT, "| parameters:", sum(p.size for p in jax.tree_util.tree_leaves(params)))"""),
+  ("md", """## Forward and gradient, against `jax.jit`
+
+The first call of each traces the function, interprets its Jaxpr onto tinygrad Tensors and captures the kernels
+(compiling them); later calls replay the capture."""),
+  ("code", """forward_tiny, forward_jax = tiny(block.apply), jax.jit(block.apply)
+start = time.perf_counter()
+got = forward_tiny(params_tg, x_tg).numpy()
+print(f"forward: first call (trace, capture, compile) {time.perf_counter() - start:.1f} s")
+print("forward: max abs difference to jax.jit", np.abs(got - np.asarray(forward_jax(params, x))).max())
+
+def loss(params, x):   # how far the block moves its input
+    return jnp.mean((block.apply(params, x) - x) ** 2)
+
+grad_tiny, grad_jax = tiny(jax.value_and_grad(loss)), jax.jit(jax.value_and_grad(loss))
+start = time.perf_counter()
+(loss_t, grads_t), (loss_j, grads_j) = to_numpy(grad_tiny(params_tg, x_tg)), grad_jax(params, x)
+print(f"value_and_grad: first call {time.perf_counter() - start:.1f} s")
+print("value_and_grad: loss difference", abs(float(loss_t) - float(loss_j)), "| largest gradient difference",
+      max(np.abs(a - b).max() for a, b in zip(jax.tree_util.tree_leaves(grads_t), jax.tree_util.tree_leaves(grads_j))))"""),
+  ("code", """def median_ms(fn, repeat=10):
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter(); fn(); times.append(time.perf_counter() - start)
+    return np.median(times) * 1e3
+
+timings = {}
+for what, run_tiny, run_jax in [
+        ("forward", lambda: forward_tiny(params_tg, x_tg).numpy(), lambda: np.asarray(forward_jax(params, x))),
+        ("value_and_grad", lambda: grad_tiny(params_tg, x_tg)[0].numpy(), lambda: np.asarray(grad_jax(params, x)[0]))]:
+    t_tiny, t_jax = timings[what] = median_ms(run_tiny), median_ms(run_jax)
+    print(f"{what:>15}: tiny ({Device.DEFAULT}) {t_tiny:6.2f} ms   jax.jit {t_jax:6.2f} ms   ratio {t_tiny / t_jax:5.1f}x")"""),
+  ("md", """## The kernels
+
+`DEBUG=2` makes tinygrad print every kernel it launches, with its time. tinygrad names a kernel by its loops:
+`E_` elementwise, `r_` with a reduction, then the loop sizes (colors mark their kind). At this size the kernels are
+a small part of a call: the rest is host work per call (checking the inputs, allocating the outputs, launching each
+kernel from Python)."""),
+  ("code", """GlobalCounters.reset()
+with Context(DEBUG=2):
+    forward_tiny(params_tg, x_tg).numpy()
+print(f"{GlobalCounters.kernel_count} kernels ran for {GlobalCounters.time_sum_s * 1e3:.2f} ms of the {timings['forward'][0]:.2f} ms a forward call takes")"""),
+  ("md", """`tinyjax.kernels(f, *args)` returns the same kernels without running them: each with its name, device, global
+and local launch sizes and source code — C on the CPU device, OpenCL C on CL, CUDA C on CUDA, Metal, WGSL."""),
+  ("code", """forward_kernels = tinyjax.kernels(forward_tiny, params_tg, x_tg)
+print(forward_kernels.listing())
+print("value_and_grad:", tinyjax.kernels(grad_tiny, params_tg, x_tg).listing().splitlines()[-1])"""),
+  ("md", """## Compile JAX to C
+
+Here is the source of the first two reductions: the first LayerNorm's mean, and its variance fused with the square
+root. `forward_kernels.save(path)` writes every distinct kernel into one file."""),
+  ("code", """for kernel in [k for k in forward_kernels if k.name.startswith("r_")][:2]:
+    print(kernel)"""),
+  ("code", """if Device.DEFAULT == "CPU":   # the exported file is plain C: build a shared library and call the LayerNorm mean
+    path = forward_kernels.save(pathlib.Path(tempfile.mkdtemp()) / "block.c")
+    lib = path.with_suffix(".so")
+    subprocess.run([os.environ.get("CC", "clang"), "-O2", "-shared", "-fPIC", str(path), "-o", str(lib)], check=True)
+    mean = next(k for k in forward_kernels if k.name.startswith("r_"))
+    out, inp = np.zeros(x.shape[:2], np.float32), np.ascontiguousarray(x, np.float32)
+    getattr(ctypes.CDLL(str(lib)), mean.name)(out.ctypes.data_as(ctypes.c_void_p), inp.ctypes.data_as(ctypes.c_void_p))
+    print(f"{path.name}: {len(path.read_text().splitlines())} lines of C; {mean.name} from Python via ctypes,"
+          f" max abs difference to x.mean(-1): {np.abs(out - np.asarray(x).mean(-1)).max():.1e}")"""),
+]
+
+NOTEBOOKS = {"quickstart": QUICKSTART, "training": TRAINING, "transformer": TRANSFORMER}
 
 
 def build(name):
