@@ -113,6 +113,72 @@ def test_cond_around_while_reads_index_on_host():
   check_eager(f, np.float32(-3))
 
 
+
+def _while_steppers(f):
+  """The captured while iterations a tiny function's programs keep (one TinyJit per iteration layout)."""
+  return [v for prog in f.programs.values() for k, v in prog.const_cache.items() if isinstance(k, tuple) and k[0] == "while"]
+
+
+def test_while_replays_one_captured_iteration():
+  """500 iterations of a matrix recurrence: the iteration (body, then the predicate of the new carry) is captured
+  once and replayed on whichever buffers hold the carry, not re-interpreted; trip counts differ per call."""
+  def f(x, n):
+    return lax.while_loop(lambda c: c[0] < n, lambda c: (c[0] + 1, jnp.tanh(c[1] @ c[1].T * 0.01 + c[1])), (0, x))
+  x = np.random.default_rng(0).normal(size=(16, 16)).astype(np.float32)
+  g = tiny(f)
+  for n in (500, 3, 0, 1, 2, 40):
+    assert_same(g(x, n), jax.jit(f)(x, n), rtol=1e-5, atol=1e-6)
+  assert g.trace_count == 1
+  assert len(_while_steppers(g)) == 1   # no buffer is shared between the consts, the carry and its ping-pong
+
+
+def test_while_batched_predicate_and_empty_carry():
+  """vmap of a while whose predicate is batched: every element advances only while its own predicate holds."""
+  def f(x, empty):
+    i, y, e = lax.while_loop(lambda c: c[1] < 10.0, lambda c: (c[0] + 1, c[1] * 1.7 + 0.1, c[2] + 1), (0, x, empty))
+    return i, y, e
+  x = np.array([0.5, 3.0, 20.0, -0.05, 9.9], np.float32)
+  check(jax.vmap(f, in_axes=(0, None)), x, np.zeros((0, 3), np.float32))
+
+
+def test_while_inside_while_body_is_interpreted_per_iteration():
+  def f(x):
+    inner = lambda v: lax.while_loop(lambda w: w < 8 * v[1], lambda w: w * 2, v[0])
+    return lax.while_loop(lambda v: v[1] < 4, lambda v: (inner(v), v[1] + 1), (x, 1.0))
+  check(f, np.float32(1.5))
+
+
+
+@pytest.mark.timeout(300)   # (the bug this guards against made the loop run forever)
+def test_loops_whose_carry_starts_as_views_of_one_input():
+  """A while inside lax.map (unrolled), its carry rows of the map's slice: shrink views of one buffer, which must be
+  copied into whole buffers before the capture (TinyJit silently drops an unrealized input, shifting every later
+  one: the replays read the wrong buffers). Seen as an endless loop in jax.grad of jax.random.gamma."""
+  def body(c):
+    i, a, b, s = c
+    return i + 1, a * 0.5 + b, b + s, s
+  f = lambda xs: lax.map(lambda x: lax.while_loop(lambda c: c[0] < 5, body, (0, x[0], x[1], x[2])), xs)
+  check(f, np.arange(6, dtype=np.float32).reshape(2, 3) + 1)
+
+
+@pytest.mark.usefixtures("scan_strategy")
+def test_scan_whose_carry_and_consts_are_views():
+  def f(m):
+    w, h0, xs = m[0, :3], m[1, 1:4], m[2:, :3]
+    return lax.scan(lambda h, x: (jnp.tanh(h * w + x + m[1, 0]), h.sum()), h0, xs)
+  check(f, np.random.default_rng(4).normal(size=(14, 4)).astype(np.float32), rtol=1e-5, atol=1e-6)
+
+def test_map_and_associative_scan():
+  xs = np.random.default_rng(1).normal(size=(12, 3)).astype(np.float32)
+  check(lambda xs: lax.map(lambda r: jnp.sort(r) * jnp.sum(r), xs), xs)
+  check(lambda xs: lax.map(lambda r: r * 2, xs, batch_size=4), xs)
+  check(lambda xs: lax.associative_scan(jnp.add, xs, axis=0), xs, rtol=1e-5, atol=1e-6)
+  check(lambda xs: lax.associative_scan(jnp.maximum, xs, reverse=True, axis=1), xs)
+  # an associative operator on a pair (affine maps composed): the linear recurrence h = a*h + b
+  compose = lambda f, g: (g[0] * f[0], g[0] * f[1] + g[1])
+  check(lambda a, b: lax.associative_scan(compose, (a, b)), xs[:, 0] * 0.5, xs[:, 1], rtol=1e-5, atol=1e-6)
+
+
 # ---- scan ------------------------------------------------------------------------------------------------------
 # Every scan test runs both ways a scan executes: unrolled into the graph (short scans) and stepped (the body
 # captured once and replayed per step with the step index as a bound Variable; long scans).
