@@ -214,3 +214,20 @@ def test_to_tinygrad_puts_a_pytree_on_the_device():
   on_device = tinyjax.to_tinygrad(tree)
   assert isinstance(on_device["w"], Tensor) and isinstance(on_device["k"], TinyKey)
   assert_same(tiny(lambda t: t)(on_device), jax.jit(lambda t: t)(tree))
+
+
+def test_capture_refused_by_the_device_graph_is_captured_again_without_graphs(monkeypatch):
+  """A device's graph API can refuse a batch of kernels that run fine one by one (CUDA, the embedding gradient):
+  the first replay of the capture fails, and the program is captured again with JIT=2 (no graph batching)."""
+  from tinygrad.engine import jit as tinygrad_jit
+  refused, replay = [], tinygrad_jit.CapturedJit.__call__
+  def graph_refuses_once(self, *args, **kwargs):
+    if not refused:
+      refused.append(True)
+      raise RuntimeError("CUDA Error 1, invalid argument")
+    return replay(self, *args, **kwargs)
+  monkeypatch.setattr(tinygrad_jit.CapturedJit, "__call__", graph_refuses_once)
+  f = tiny(lambda x: jnp.tanh(x) * 2 + 1)
+  x = np.linspace(-1, 1, 7, dtype=np.float32)
+  for _ in range(3): assert_same(f(x), jax.jit(lambda x: jnp.tanh(x) * 2 + 1)(x))
+  assert refused == [True] and f.trace_count == 1

@@ -30,6 +30,7 @@ from jax.extend.core import primitives as P
 from tinygrad import Tensor, TinyJit, Variable, dtypes as tg
 from tinygrad.uop.ops import Ops
 
+from .capture import capture
 from .dtypes import physical_shape, to_tiny
 from .interpreter import CONSTS, _subjaxprs, eval_closed_jaxpr
 from .ops import DEVICE, const, primitive, register
@@ -102,18 +103,16 @@ def platform_index(*, platforms, **_):
 @register(P.while_p)
 def while_loop(*args, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
   cond_consts, body_consts = args[:cond_nconsts], args[cond_nconsts:cond_nconsts + body_nconsts]
-  carry = list(args[cond_nconsts + body_nconsts:])
+  # (device buffers: a literal in the carry is a device-less constant, which realizing would put on the CPU device)
+  carry = _buffers(args[cond_nconsts + body_nconsts:])
   refuse_inside_jit_capture("while_loop")
   if not (needs_host_sync(cond_jaxpr) or needs_host_sync(body_jaxpr)):
     return _captured_while(cond_jaxpr, body_jaxpr, cond_consts, body_consts, carry)
   while True:   # (a loop in the loop: this one is evaluated afresh each iteration)
     pred, = eval_closed_jaxpr(cond_jaxpr, *cond_consts, *carry)
-    go = pred.any() if pred.ndim else pred
-    # realize the carry with the predicate, so the next iteration starts from buffers, not from the whole history
-    pending = [t for t in (go, pred, *carry) if not t.uop.is_realized and t.numel() > 0]
-    if pending: Tensor.realize(*pending)
-    if not _host_int(go): return carry
-    carry = _advance(pred, eval_closed_jaxpr(body_jaxpr, *body_consts, *carry), carry)
+    if not _host_int(pred.any() if pred.ndim else pred): return carry
+    # realized, so that the next iteration starts from buffers, not from the whole history
+    carry = _buffers(_advance(pred, eval_closed_jaxpr(body_jaxpr, *body_consts, *carry), carry))
 
 
 def _advance(pred, new, carry):
@@ -127,7 +126,7 @@ def _captured_while(cond_jaxpr, body_jaxpr, cond_consts, body_consts, carry):
   """One iteration (body, then the predicate of the new carry) captured once as a TinyJit and replayed until the
   predicate, read on the host after each replay, is false. The carry ping-pongs between two sets of buffers."""
   device = DEVICE.get()
-  cond_consts, body_consts, carry = _buffers(cond_consts), _buffers(body_consts), _buffers(carry)
+  cond_consts, body_consts = _buffers(cond_consts), _buffers(body_consts)
   pred, = eval_closed_jaxpr(cond_jaxpr, *cond_consts, *carry)
   if not _host_int((pred.any() if pred.ndim else pred).realize()): return carry
   avals = body_jaxpr.out_avals
@@ -161,7 +160,7 @@ def _captured_while(cond_jaxpr, body_jaxpr, cond_consts, body_consts, carry):
       steppers[key] = ((body_jaxpr, cond_jaxpr), TinyJit(run))
       steppers[key][1].cnt = 1
     jit = steppers[key][1]
-    if jit.captured is None: jit(*unique)
+    if jit.captured is None: capture(jit, *unique)
     else: jit.captured([t.uop.base for t in unique], {})   # (see _stepped_scan)
     carry, n = list(out), n + 1
     if not go.item(): return carry
@@ -260,7 +259,7 @@ def _stepped_scan(jaxpr, length, reverse, consts, carry, xs, num_carry):
       steppers[key] = (jaxpr, TinyJit(run))
       steppers[key][1].cnt = 1   # capture on the first replay: every input is a realized buffer
     jit = steppers[key][1]
-    if jit.captured is None: jit(*unique, *([chunk.bind(n)] if variable else []))
+    if jit.captured is None: capture(jit, *unique, *([chunk.bind(n)] if variable else []))
     # replayed directly: TinyJit.__call__ would re-derive every input's view (a graph rewrite each, ~0.2 ms) although
     # they are plain buffers of the shapes it captured (same jaxpr, same sharing)
     else: jit.captured([t.uop.base for t in unique], {chunk.expr: n} if variable else {})

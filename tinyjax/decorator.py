@@ -13,6 +13,7 @@ from jax._src import config
 import numpy as np
 from tinygrad import Device, Tensor, TinyJit, dtypes
 
+from .capture import capture
 from .dtypes import is_key_dtype, physical_shape, to_jax, to_tiny
 from .control_flow import needs_host_sync
 from .interpreter import building, collect_consts, const_tensor, eval_closed_jaxpr, numpy_to_tensor
@@ -129,7 +130,8 @@ class Program:
         Tensor.realize(*[buf.assign(r) for buf, r in zip(args[len(unique):], (r for r, o in zip(results, outs) if o.numel()))])
       jit = self._jits[positions] = TinyJit(run)
       jit.cnt = 1   # capture on the first call: inputs and constants are already realized buffers
-    jit(*unique, *written)
+    if jit.captured is None: capture(jit, *unique, *written)
+    else: jit(*unique, *written)
     return outs
 
   def __getstate__(self): raise TypeError("tinyjax programs cannot be pickled")
