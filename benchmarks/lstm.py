@@ -57,7 +57,9 @@ def main():
   print(f"LSTM: {args.steps} steps, hidden {args.hidden}, batch {args.batch}, {args.features} features")
   for name, fn, fargs in (("forward", forward, (params, x)), ("value_and_grad", loss_and_grad, (params, x, y))):
     jitted, tinied = jax.jit(fn), tiny(fn)
-    want, got = jitted(*fargs), to_numpy(tinied(*fargs))
+    with jax.default_matmul_precision("highest"):   # float32 as tinygrad computes it (jax on GPU defaults to TF32)
+      want = jax.jit(fn)(*fargs)
+    got = to_numpy(tinied(*fargs))
     err = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)) / (np.abs(np.asarray(b)) + 1e-3)))
               for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)))
     jax_first, jax_t = timed(lambda: jitted(*fargs), args.reps)

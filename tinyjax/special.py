@@ -6,8 +6,8 @@ Two kinds of rule:
   igamma, igammac, igamma_grad_a, regularized_incomplete_beta, bessel_i0e; jax._src.random: random_gamma). Those are
   traced and interpreted (tinyjax/traced.py), so XLA's algorithm is followed op for op. Several contain data-dependent
   `while` loops (series / continued fractions run until every element converged; rejection sampling), which tinyjax
-  runs with a host read per iteration: these primitives are in control_flow.HOST_SYNC_PRIMITIVES, so the decorator
-  evaluates such programs without a TinyJit capture. (`lax.random_gamma_grad` is no primitive: it is inlined into the
+  runs as a captured iteration replayed with a host read after each: these primitives are in
+  control_flow.HOST_SYNC_PRIMITIVES, so the decorator does not capture the program around them whole. (`lax.random_gamma_grad` is no primitive: it is inlined into the
   user's Jaxpr as lax ops and a while.)
 - The others XLA implements natively (CHLO decompositions in stablehlo's ChloLegalizeToStablehlo.cpp, erf as XLA's
   own Eigen-derived rational approximation). They are transcribed here with the same polynomials, constants and
@@ -341,7 +341,8 @@ def traced(prim, fn, *, host_sync: bool):
   return rule
 
 
-_HOST_SYNC_NOTE = "JAX's while loops, a host read per iteration: the program runs without TinyJit capture"
+_HOST_SYNC_NOTE = ("JAX's while loops: each iteration a replayed capture plus one host read; the program around them "
+                   "is re-interpreted per call")
 
 
 _up = lax_special._up_and_broadcast   # JAX's own wrapper: broadcasts, computes f16/bf16 in f32
