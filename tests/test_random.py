@@ -1,7 +1,8 @@
 """jax.random on tinygrad, bit-exact with jax.jit (tinyjax/random.py): the key primitives (random_seed/bits/split/
 fold_in/wrap/unwrap), the threefry2x32 hash they are made of, erf_inv, the samplers built on them, and keys that
 go in and out of tiny functions (TinyKey), so a training loop can carry its key from call to call. Also
-rng_bit_generator (XLA's RngBitGenerator: THREE_FRY, PHILOX, RNG_DEFAULT) and the rbg/unsafe_rbg impls built on it."""
+rng_bit_generator (XLA's RngBitGenerator: THREE_FRY, PHILOX, RNG_DEFAULT) and the rbg/unsafe_rbg impls built on it, and
+the philox4x32/philox2x32 impls (JAX's own philox4x32_p/philox2x32_p hashes)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +10,8 @@ import pytest
 from hypothesis import example, given, strategies as st
 from hypothesis.extra import numpy as hnp
 from jax import lax
+import jax._src.random as jax_random_impls   # the modules of JAX's PRNG impls (philox4x32, threefry4x32, ...)
+from jax._src.random import prng
 
 import tinyjax
 from parity import assert_same, check
@@ -132,9 +135,11 @@ def test_known_answer():
   np.testing.assert_array_equal(tinyjax.to_numpy(got), np.array([0x1cb996fc, 0xbb002be7], np.uint32))
 
 
+@pytest.mark.skipif(getattr(getattr(jax_random_impls, "threefry4x32", None), "threefry4x32_p", None) in RULES.keys() | {None},
+                    reason="needs an impl whose hash has no rule")
 def test_unsupported_impl_says_what_is_missing():
-  with pytest.raises(NotImplementedError, match="philox4x32"):
-    tiny(lambda k: jax.random.bits(k, (3,)))(jax.random.key(0, impl="philox4x32"))
+  with pytest.raises(NotImplementedError, match="threefry4x32"):
+    tiny(lambda k: jax.random.bits(k, (3,)))(jax.random.key(0, impl="threefry4x32"))
 
 
 # ---- erf_inv ---------------------------------------------------------------------------------------------------
@@ -381,3 +386,179 @@ def test_threefry_on_constant_keys():
   # a key and a message known at trace time: tinygrad folds the whole hash at compile time, with unbounded ints
   check(lambda: [jax.random.fold_in(jax.random.key(3), 11), jax.random.split(jax.random.key(2 ** 31 - 1), 3),
                  jax.random.bits(jax.random.key(0), (3,))])
+
+
+# ---- the philox4x32 and philox2x32 impls (philox4x32_p / philox2x32_p) ------------------------------------------
+
+PHILOX = [impl for impl in ("philox4x32", "philox2x32") if impl in prng.prngs]
+pytestmark_philox = pytest.mark.skipif(not PHILOX, reason="this JAX has no philox impls")
+_philox_p = lambda impl: getattr(getattr(jax_random_impls, impl), f"{impl}_p")
+
+
+def _philox_program(k):
+  # every derivation JAX has for a key: bits of each width over odd/scalar/0-size/multi-dim shapes, split, fold_in,
+  # key arrays and the samplers built on the bits
+  a, b = jax.random.split(k)
+  ks = jax.random.split(k, 4)
+  return ([jax.random.bits(k, s, d) for d in (jnp.uint8, jnp.uint16, jnp.uint32) for s in [(), (7,), (3, 5)]] +
+          [jax.random.bits(k, (0, 3)), jax.random.bits(k, (2, 1, 4), jnp.uint8), a, b, jax.random.split(k, (2, 3)),
+           jax.random.split(k, 1), jax.random.fold_in(k, 7), jax.random.fold_in(b, jnp.uint32(0xFFFFFFFF)),
+           jax.random.key_data(k), ks, jax.vmap(jax.random.split)(ks), jax.vmap(lambda kk: jax.random.bits(kk, (3,)))(ks),
+           jax.vmap(jax.random.fold_in)(ks, jnp.arange(4)), jax.random.wrap_key_data(jax.random.key_data(ks) ^ 1, impl=jax.random.key_impl(k))])
+
+
+@pytestmark_philox
+@pytest.mark.parametrize("impl", PHILOX)
+def test_philox_keys(impl):
+  check(_philox_program, jax.random.key(1701, impl=impl))
+
+
+@pytestmark_philox
+@pytest.mark.parametrize("impl", PHILOX)
+def test_philox_samplers(impl):
+  def f(k):
+    k1, k2, k3 = jax.random.split(k, 3)
+    return [jax.random.uniform(k1, (5, 3)), jax.random.uniform(k1, (6,), jnp.float16, -2.0, 3.0),
+            jax.random.normal(k2, (1000,)), jax.random.normal(k2, (7,), jnp.bfloat16),
+            jax.random.bernoulli(k3, 0.3, (50,)), jax.random.randint(k, (20,), 0, 10),
+            jax.random.randint(k, (20,), -(2 ** 31), 2 ** 31 - 1), jax.random.randint(k, (9,), 3, 250, jnp.uint8),
+            jax.random.gumbel(k, (8,))]
+  check(f, jax.random.key(42, impl=impl))
+
+
+@pytestmark_philox
+def test_philox_categorical_and_permutation():
+  # argmax and sort over philox bits (the other impl's hash differs only inside the primitive: philox4x32 here)
+  logits = np.log(np.array([[0.1, 0.2, 0.7], [0.5, 0.25, 0.25]], np.float32))
+  check(lambda k, l, x: [jax.random.categorical(k, l), jax.random.permutation(k, 10),
+                         jax.random.permutation(k, x, independent=True), jax.random.choice(k, 20, (5,), replace=False)],
+        jax.random.key(42, impl="philox4x32"), logits, np.arange(12.0, dtype=np.float32).reshape(4, 3))
+
+
+_PHILOX_REPLAYED = {impl: tiny(_philox_program) for impl in PHILOX}
+
+
+@pytestmark_philox
+@pytest.mark.parametrize("impl", PHILOX)
+@given(data=st.data())
+def test_philox_any_key_data(impl, data):
+  # one program per impl replayed for every drawn key: wrap-around in the key schedule and in every round
+  words = st.one_of(_U32, st.sampled_from([0, 1, 0x9E3779B9, 0xFFFFFFFE, 0xFFFFFFFF]))
+  key_data = data.draw(hnp.arrays(np.uint32, prng.prngs[impl].key_shape, elements=words))
+  key = jax.random.wrap_key_data(key_data, impl=impl)
+  assert_same(_PHILOX_REPLAYED[impl](key), jax.jit(_PHILOX_REPLAYED[impl].fun)(key))
+
+
+@pytestmark_philox
+@pytest.mark.parametrize("impl", PHILOX)
+@given(seed=st.integers(-(2 ** 31), 2 ** 31 - 1), msg=_U32)
+@example(seed=0, msg=0)
+@example(seed=-1, msg=0xFFFFFFFF)
+def test_philox_seed_and_fold_in(impl, seed, msg):
+  check(lambda s, m: [jax.random.key(s, impl=impl), jax.random.fold_in(jax.random.key(s, impl=impl), m),
+                      jax.random.key_data(jax.random.key(s, impl=impl)),
+                      jax.vmap(lambda s: jax.random.key(s, impl=impl))(s + jnp.arange(3))], np.int32(seed), np.uint32(msg))
+
+
+@pytestmark_philox
+@pytest.mark.parametrize("impl", PHILOX)
+def test_philox_64_bit_under_x64(impl):
+  with jax.enable_x64(True):   # uint64 bits are out0 << 32 | out1; a 64-bit seed fills both counter words
+    check(lambda k: [jax.random.bits(k, (5,), jnp.uint64), jax.random.bits(k, (), jnp.uint64),
+                     jax.random.bits(k, (2, 3), jnp.uint64), jax.random.uniform(k, (4,), jnp.float64),
+                     jax.random.normal(k, (9,), jnp.float64)], jax.random.key(3, impl=impl))
+    check(lambda s: jax.random.key(s, impl=impl), np.int64(-(2 ** 40) - 3))
+    check(lambda s: jax.random.key(s, impl=impl), np.uint64(2 ** 63 + 12345))
+
+
+@pytestmark_philox
+@pytest.mark.parametrize("impl", PHILOX)
+def test_philox_on_constant_keys(impl):
+  # key and message known at trace time: tinygrad folds the whole hash at compile time, with unbounded ints
+  check(lambda: [jax.random.key(0, impl=impl), jax.random.fold_in(jax.random.key(3, impl=impl), 11),
+                 jax.random.split(jax.random.key(2 ** 31 - 1, impl=impl), 3), jax.random.bits(jax.random.key(-1, impl=impl), (3,)),
+                 jax.random.bits(jax.random.wrap_key_data(jnp.full(prng.prngs[impl].key_shape, 0xFFFFFFFF, jnp.uint32),
+                                                          impl=impl), (5,), jnp.uint16)])
+
+
+@pytestmark_philox
+@pytest.mark.parametrize("impl", PHILOX)
+def test_philox_keys_in_and_out(impl):
+  key = jax.random.key(1701, impl=impl)
+  keys = tiny(lambda k: jax.random.split(k))(key)
+  assert isinstance(keys, TinyKey) and keys.shape == (2,) and keys.dtype == key.dtype
+  assert_same(keys, jax.random.split(key))
+  assert_same(keys.to_jax(), jax.random.split(key))
+  # the training loop: each step splits the key the previous step returned
+  def step(key, w):
+    key, sub = jax.random.split(key)
+    return key, w + jax.random.normal(sub, w.shape)
+  step_jax, step_tiny = jax.jit(step), tiny(step)
+  key_j, w_j, key_t, w_t, seen_j, seen_t = key, np.zeros(3, np.float32), key, np.zeros(3, np.float32), [], []
+  for _ in range(3):
+    key_j, w_j = step_jax(key_j, w_j)
+    key_t, w_t = step_tiny(key_t, w_t)
+    seen_j.append((key_j, w_j)); seen_t.append((key_t, w_t))
+  assert isinstance(key_t, TinyKey) and step_tiny.trace_count == 1
+  assert_same(seen_t, seen_j)
+
+
+@pytestmark_philox
+def test_philox_as_default_impl():
+  f = lambda s: [jax.random.key(s), jax.random.PRNGKey(s), jax.random.normal(jax.random.PRNGKey(s), (5,)),
+                 jax.random.split(jax.random.PRNGKey(s), 3), jax.random.bits(jax.random.key(s), (4,), jnp.uint8)]
+  g = tiny(f)
+  with jax.default_prng_impl("philox4x32"):
+    assert_same(g(np.int32(9)), jax.jit(f)(np.int32(9)))
+  assert_same(g(np.int32(9)), jax.jit(f)(np.int32(9)))   # back to threefry: the flipped default re-traces
+  before = jax.config.jax_default_prng_impl
+  jax.config.update("jax_default_prng_impl", "philox4x32")
+  try:
+    check(f, np.int32(-4))
+    check(lambda k: [jax.random.uniform(k, (3,)), jax.random.fold_in(k, 2)], jax.random.PRNGKey(5))   # a legacy key
+  finally:
+    jax.config.update("jax_default_prng_impl", before)
+
+
+@pytestmark_philox
+def test_philox_hash_primitives_direct():
+  # the primitives on 2-d operands with wrap-around-sized values, scalars broadcast against arrays, 0-size operands
+  u = np.uint32
+  big = np.arange(12, dtype=u).reshape(3, 4) * u(0x9E3779B9)
+  p4 = _philox_p("philox4x32")
+  check(lambda a, b, x: [p4.bind(a, b, x, x ^ u(0xFFFFFFFF), u(1), b), p4.bind(*[np.zeros((0, 2), u)] * 6)],
+        big, np.full((3, 4), 0xFFFFFFFF, u), big[::-1] * u(3))
+  if "philox2x32" in PHILOX:
+    p2 = _philox_p("philox2x32")
+    check(lambda a, x: [p2.bind(a, x, x ^ a), p2.bind(u(0xFFFFFFFF), x, u(5)), p2.bind(*[np.zeros((2, 0), u)] * 3)],
+          big, big[::-1] * u(3))
+
+
+@pytestmark_philox
+def test_philox_known_answers():
+  # Random123's kat_vectors for philox4x32-10 and philox2x32-10 (counter words, key words -> output words)
+  h = lambda *ws: np.array(ws, np.uint32)
+  p4 = tiny(lambda k, x: _philox_p("philox4x32").bind(k[0], k[1], x[0], x[1], x[2], x[3]))
+  for ctr, key, want in [(h(0, 0, 0, 0), h(0, 0), h(0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8)),
+                         (h(*[0xFFFFFFFF] * 4), h(0xFFFFFFFF, 0xFFFFFFFF), h(0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd)),
+                         (h(0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344), h(0xa4093822, 0x299f31d0),
+                          h(0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1))]:
+    np.testing.assert_array_equal(np.array([tinyjax.to_numpy(w) for w in p4(key, ctr)]), want)
+  if "philox2x32" in PHILOX:
+    p2 = tiny(lambda k, x: _philox_p("philox2x32").bind(k, x[0], x[1]))
+    for ctr, key, want in [(h(0, 0), 0, h(0xff1dae59, 0x6cd10df2)), (h(0xFFFFFFFF, 0xFFFFFFFF), 0xFFFFFFFF, h(0x2c3f628b, 0xab4fd7ad)),
+                           (h(0x243f6a88, 0x85a308d3), 0x13198a2e, h(0xdd7ce038, 0xf62a4c12))]:
+      np.testing.assert_array_equal(np.array([tinyjax.to_numpy(w) for w in p2(np.uint32(key), ctr)]), want)
+
+
+@pytestmark_philox
+def test_philox_million_is_a_few_kernels():
+  from tinygrad import GlobalCounters
+  key = jax.random.key(9, impl="philox4x32")
+  for f in (lambda k: jax.random.bits(k, (1000, 1000), jnp.uint8), lambda k: jax.random.uniform(k, (1000, 1000))):
+    g = tiny(f)
+    g(key)
+    GlobalCounters.reset()
+    got = g(key)
+    assert GlobalCounters.kernel_count <= 4, GlobalCounters.kernel_count   # the hash fused with its consumer, copies
+    assert_same(got, jax.jit(f)(key))

@@ -8,8 +8,9 @@ raw uint32 ops, and interpret that. The traced Jaxpr is cached per shape/params/
 (`jax_threefry_partitionable`, on by default in jax 0.10; the 8/16/64-bit field layouts) is followed automatically,
 because it is read when we trace. The 'rbg' and 'unsafe_rbg' impls (key data uint32[..., 4]) are made of threefry
 and `rng_bit_generator`, whose rule below transcribes XLA's own expansion of RngBitGenerator (THREE_FRY, PHILOX, and
-RNG_DEFAULT resolved as XLA CPU/GPU resolve it, to PHILOX). Other impls work as far as their primitives have rules
-(philox4x32 has none: it raises UnsupportedPrimitiveError naming it).
+RNG_DEFAULT resolved as XLA CPU/GPU resolve it, to PHILOX). The 'philox4x32' and 'philox2x32' impls (key data
+uint32[..., 2] and [..., 1]) are made of JAX's own `philox4x32`/`philox2x32` primitives, rules below. Other impls work
+as far as their primitives have rules (threefry4x32 has none: it raises UnsupportedPrimitiveError naming it).
 
 Key arrays moved by data-movement primitives (a split key unpacked by slice/squeeze, gathered, selected) are
 handled by the interpreter with tinyjax/keys.py.
@@ -314,13 +315,15 @@ def _philox4x32(x, key):
 
 def _mul_hi_lo(x, k: int):
   """prng.cc Philox4x32's mul_hi_low: the high and low words of the 64-bit product of uint32 x and the constant k.
-  prng.cc multiplies in u64; here in 16-bit halves, so no uint32 intermediate overflows:
-  x * k = hh * 2**32 + (lh + hl) * 2**16 + ll."""
+  prng.cc multiplies in u64; here in 16-bit halves (Hacker's Delight's mulhu), so no uint32 intermediate overflows
+  and none wraps (tinygrad's range analysis would take a wrapped product's bounds at face value):
+  x * k = (xh*kh + (t >> 16)) * 2**32 + u * 2**16 + (ll & 0xFFFF), t = xh*kl + (ll >> 16), u = xl*kh + (t & 0xFFFF)."""
   xl, xh, kl, kh = x & 0xFFFF, x >> 16, k & 0xFFFF, k >> 16
-  ll, lh, hl, hh = xl * kl, xl * kh, xh * kl, xh * kh          # each < 2**32
-  mid = (ll >> 16) + (lh & 0xFFFF) + (hl & 0xFFFF)             # < 3 * 2**16
-  lo = ((mid & 0xFFFF) << 16) | (ll & 0xFFFF)
-  hi = hh + (lh >> 16) + (hl >> 16) + (mid >> 16)              # < 2**32: the product is < 2**64
+  ll = xl * kl
+  t = xh * kl + (ll >> 16)                                     # <= (2**16 - 1)**2 + 2**16 - 1 < 2**32
+  u = xl * kh + (t & 0xFFFF)                                   # likewise
+  lo = ((u & 0xFFFF) << 16) | (ll & 0xFFFF)
+  hi = xh * kh + (t >> 16) + (u >> 16)                         # < 2**32: the product is < 2**64
   return hi, lo
 
 
