@@ -16,9 +16,9 @@ import pytest
 from hypothesis import assume, given, strategies as st
 from hypothesis.extra import numpy as hnp
 from jax import lax
-from jax._src.lax.windowed_reductions import _select_and_scatter_add
+from jax._src.lax.windowed_reductions import _select_and_scatter, _select_and_scatter_add
 
-from parity import check
+from test_reductions import check   # parity.check; a bf16 case the toolchain cannot compile or link is rejected, not failed
 from tinygrad import Tensor
 from tinyjax import tiny
 
@@ -218,14 +218,72 @@ def test_rank_0_windows():
     check(lambda x, t: jax.jvp(lambda x: lax.reduce_window(x, -np.inf, lax.max, (), (), ()), (x,), (t,)), x, np.float32(2))
 
 
-def test_reduce_window_unsupported_raise():
-  x = np.arange(6, dtype=np.float32)
-  body = lambda a, b: a + 2 * b   # not a monoid: the result would depend on the order XLA folds in
-  with pytest.raises(NotImplementedError, match="reduce_window"):
-    tiny(lambda x: lax.reduce_window(x, np.float32(0), body, (2,), (1,), "VALID"))(x)
-  two = lambda x: lax.reduce_window((x, x), (np.float32(0), np.float32(0)), lambda a, b: (a[0] + b[0], a[1] + b[1]), (2,), (1,), "VALID")
-  with pytest.raises(NotImplementedError, match="variadic"):
-    tiny(two)(x)
+def argmax_body(a, b):
+  """The larger value, NaN counting as the largest, the smaller index on ties (associative and commutative)."""
+  (av, ai), (bv, bi) = a, b
+  a_nan, b_nan = av != av, bv != bv
+  pick_a = (av > bv) | (a_nan & ~b_nan) | (((av == bv) | (a_nan & b_nan)) & (ai < bi))
+  return lax.select(pick_a, av, bv), lax.select(pick_a, ai, bi)
+
+
+@given(window_case(max_rank=3), st.sampled_from(FLOATS + [np.int32, np.int8, np.uint8]), st.data())
+def test_reduce_window_variadic_argmax(case, dtype, data):
+  """(value, index) pairs: the argmax of every window, ties (small integers) to the first index, NaN the largest;
+  padding and base-dilation holes are skipped, so a window of only padding gives the inits."""
+  shape, params = case
+  dt = np.dtype(dtype)
+  x = data.draw(small(dtype, shape, 0 if dt.kind == "u" else -2, 2, specials=True))
+  low = np.array(-np.inf if jnp.issubdtype(dt, jnp.floating) else np.iinfo(dt).min, dt)
+  def f(x):
+    index = jnp.arange(x.size, dtype=jnp.int32).reshape(x.shape)
+    return lax.reduce_window((x, index), (low, np.int32(-1)), argmax_body, **params)
+  assume(valid(f, x))
+  check(f, x)
+
+
+@given(window_case(max_rank=3), st.sampled_from([np.int32, np.float32]), st.data())
+def test_reduce_window_any_body_in_xla_order(case, dtype, data):
+  """XLA's CPU loop is `acc = body(acc, x)` over each window's real taps in row-major order, and so is the fold: a
+  body that is not associative (2*acc - x, a + x*x) or commutative matches exactly. int32 wraps."""
+  shape, params = case
+  x = data.draw(small(dtype, shape, -3, 3))
+  init = np.array(data.draw(st.integers(-2, 2)), dtype)
+  body = data.draw(st.sampled_from([lambda a, b: 2 * a - b, lambda a, b: a + b * b]))
+  f = lambda x, init: lax.reduce_window(x, init, body, **params)
+  assume(valid(f, x, init))
+  check(f, x, init)
+
+
+@given(window_case(max_rank=3), st.data())
+def test_reduce_window_operands_of_different_dtypes(case, data):
+  """Three operands of three dtypes: per-operand monoids (sum of bf16, max of int16, or of bools: the fast path) and
+  one body mixing them (a count of the taps whose key is odd, the generic fold)."""
+  shape, params = case
+  a = data.draw(small(jnp.bfloat16, shape))
+  b = data.draw(small(np.int16, shape, -100, 100))
+  c = data.draw(small(np.bool_, shape, 0, 1))
+  monoids = lambda x, y: (x[0] + y[0], lax.max(x[1], y[1]), x[2] | y[2])
+  mixed = lambda x, y: (x[0] + y[0], x[1] + (y[1] & 1).astype(jnp.int16), x[2] ^ y[2])
+  inits = (jnp.bfloat16(0), np.int16(np.iinfo(np.int16).min), np.False_)
+  f = lambda a, b, c: (lax.reduce_window((a, b, c), inits, monoids, **params),
+                       lax.reduce_window((a, b, c), (jnp.bfloat16(0), np.int16(0), np.False_), mixed, **params))
+  assume(valid(f, a, b, c))
+  check(f, a, b, c)
+
+
+@pytest.mark.parametrize("op,init", [(lax.bitwise_and, -1), (lax.bitwise_or, 0), (lax.bitwise_xor, 0)])
+def test_reduce_window_generic_bitwise_integers(op, init):
+  x = np.random.default_rng(0).integers(-1000, 1000, (4, 5)).astype(np.int32)
+  check(lambda x, i: lax.reduce_window(x, i, op, (2, 2), (1, 2), ((1, 0), (0, 1)), (1, 2), (2, 1)), x, np.int32(init))
+
+
+@pytest.mark.parametrize("taps", [33, 256, 300])
+def test_reduce_window_long_windows(taps):
+  """Up to WINDOW_SEQUENTIAL_MAX taps the fold is sequential (any body matches XLA); beyond it a tree, which
+  matches for an associative body."""
+  x = np.random.default_rng(taps).integers(-3, 4, (2, taps + 4)).astype(np.float32)
+  body = (lambda a, b: a + b * b) if taps <= 256 else (lambda a, b: lax.max(a, b) + 0 * b)
+  check(lambda x: lax.reduce_window(x, np.float32(0), body, (1, taps), (1, 3), ((0, 0), (1, 2))), x)
 
 
 def test_reduce_window_half_sum_accumulates_in_float32():
@@ -288,6 +346,26 @@ def test_select_and_gather_add(case, op_init, dtype, data):
   f = lambda x, t: jax.jvp(pool, (x,), (t,))
   assert "select_and_gather_add" in str(jax.make_jaxpr(f)(x, t))
   check(f, x, t)
+
+
+@given(window_case(dilate_window=False, min_pad=0), st.sampled_from(["ge", "gt", "le", "lt", "ge_or_nan"]),
+       st.sampled_from(FLOATS), st.data())
+def test_select_and_scatter(case, select, dtype, data):
+  """The generic select_and_scatter (JAX emits it only inside its lowering of select_and_scatter_add; reached here
+  through the internal _select_and_scatter): XLA's select loop with any select body (ties, NaN), then an add of
+  each window's source value into init at the selected tap. No padding (XLA CPU cannot take it either)."""
+  shape, params = case
+  window = dict(window_dimensions=params["window_dimensions"], window_strides=params["window_strides"],
+                padding=tuple((0, 0) for _ in shape))
+  x = data.draw(small(dtype, shape, -2, 2, specials=True))
+  bodies = {"ge": lax.ge, "gt": lax.gt, "le": lax.le, "lt": lax.lt, "ge_or_nan": lambda a, b: (a >= b) | (a != a)}
+  pool = lambda x: lax.reduce_window(x, np.array(-np.inf, dtype), lax.max, **window)
+  assume(valid(pool, x))
+  source = data.draw(small(dtype, jax.eval_shape(pool, x).shape, 1, 4))
+  init = np.array(data.draw(st.integers(-2, 2)), dtype)
+  f = lambda x, s, i: _select_and_scatter(x, bodies[select], window["window_dimensions"], window["window_strides"],
+                                          window["padding"], s, i, lax.add)
+  check(f, x, source, init)
 
 
 def test_select_and_scatter_add_nan_and_padding_by_hand():

@@ -1,5 +1,6 @@
-"""Windowed rules: conv_general_dilated, reduce_window (sum/max/min and the generic monoid form), and max/min pooling's
-derivatives select_and_scatter_add (VJP) and select_and_gather_add (JVP).
+"""Windowed rules: conv_general_dilated, reduce_window (sum/max/min and the generic form: any body, any number of
+operands), and max/min pooling's derivatives select_and_scatter_add (VJP), select_and_scatter (its generic form) and
+select_and_gather_add (JVP).
 
 Everything is phrased on tinygrad's `_pool`, which views a tensor as (*outputs, *window) without copying: XLA's base
 (lhs) dilation and edge padding are applied first as an XLA `pad`, then `_pool` takes the strided, dilated windows.
@@ -15,13 +16,14 @@ Known differences from XLA (CPU), all in the last bits or in cases XLA itself do
 """
 import math
 
+import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import primitives as P
 from tinygrad import Tensor, dtypes as tg
 
 from .dtypes import to_jax, to_tiny
 from .ops import const, is_bool, is_float, jdtype, nan_where, register
-from .reductions import _identity
+from .reductions import _identity, apply_body, fold, monoid_bodies
 from .shapes import _interleave_zeros, pad
 
 
@@ -117,7 +119,10 @@ def _windows(x, fill, window_dimensions, window_strides, padding, base_dilation,
   if x.ndim == 0: return x.reshape(1), ()
   config = tuple((lo, hi, b - 1) for (lo, hi), b in zip(padding, base_dilation))
   if any(c != (0, 0, 0) for c in config):
-    x = pad(x, const(fill, jdtype(x)), padding_config=config).contiguous()
+    if x.dtype == tg.bfloat16:   # padded as bits: clang-19 compiles a bf16 constant in a masked load to a call of
+      bits = int(np.array(fill, jnp.bfloat16).view(np.uint16))   # __truncsfbf2, which tinygrad's loader cannot link
+      x = pad(x.bitcast(tg.uint16), const(bits, np.uint16), padding_config=config).contiguous().bitcast(tg.bfloat16)
+    else: x = pad(x, const(fill, jdtype(x)), padding_config=config).contiguous()
   return x._pool(tuple(window_dimensions), tuple(window_strides), tuple(window_dilation)), tuple(outs)
 
 
@@ -160,33 +165,44 @@ def reduce_window_max(x, **window): return _reduce_window(x, "max", **window)
 def reduce_window_min(x, **window): return _reduce_window(x, "min", **window)
 
 
-_MONOIDS = {P.add_p: "sum", P.mul_p: "prod", P.max_p: "max", P.min_p: "min", P.or_p: "max", P.and_p: "min"}
+# XLA's CPU reduce_window is a loop over each window's taps for any window size; up to this many taps so is ours (exact
+# for any body), beyond it the fold is a tree: the same result only for an associative body.
+WINDOW_SEQUENTIAL_MAX = 256
+
+_MONOID_KINDS = {P.add_p: "sum", P.mul_p: "prod", P.max_p: "max", P.min_p: "min", P.or_p: "max", P.and_p: "min"}
 
 
-@register(P.reduce_window_p, note="single operand, monoid bodies add/mul/max/min/and/or only")
+def _monoid_kind(prim, x):
+  """The _reduce_window kind of a monoid body over x, or None (bool add/mul, integer and/or, xor: the generic fold)."""
+  if prim in (P.add_p, P.mul_p) and is_bool(x): return None
+  if prim in (P.and_p, P.or_p) and not is_bool(x): return None
+  return _MONOID_KINDS.get(prim)
+
+
+@register(P.reduce_window_p, note=f"a body that is not associative, over windows of more than {WINDOW_SEQUENTIAL_MAX} taps, "
+                                  "folds as a tree (XLA's loop goes tap by tap)")
 def reduce_window(*operands_and_inits, jaxpr, consts, **window):
-  """The generic form: a reduction body given as a Jaxpr. XLA (CPU) starts each window from the init value and folds
-  in only real elements (padding and holes are skipped), so this is op(init, monoid-reduce of the window)."""
-  if len(operands_and_inits) != 2: raise NotImplementedError("variadic reduce_window (more than one operand)")
-  x, init = operands_and_inits
-  kind = _monoid_of(jaxpr, consts)
-  if kind is None: raise NotImplementedError(f"reduce_window with a reduction body other than add/mul/max/min/and/or: {jaxpr}")
-  body = getattr(jaxpr, "jaxpr", jaxpr).eqns[0].primitive
-  if is_bool(x) and body in (P.add_p, P.mul_p): raise NotImplementedError("reduce_window add/mul over booleans")
-  if not is_bool(x) and body in (P.and_p, P.or_p): raise NotImplementedError("reduce_window and/or over integers (bitwise)")
-  if x.ndim == 0: return [x]   # XLA (CPU) hands a rank-0 operand back as it is, without folding in init
-  return [_reduce_window(x, kind, **window, init=init)]
-
-
-def _monoid_of(jaxpr, consts):
-  """'sum'/'prod'/'max'/'min' when the body is exactly `op(acc, x)` for a commutative monoid op, else None."""
-  jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
-  if consts or len(jaxpr.eqns) != 1 or len(jaxpr.invars) != 2 or len(jaxpr.outvars) != 1: return None
-  eqn = jaxpr.eqns[0]
-  if eqn.primitive not in _MONOIDS or any(v is not None for v in eqn.params.values()): return None   # e.g. mul's out_dtype
-  if set(map(id, eqn.invars)) != set(map(id, jaxpr.invars)) or len(set(map(id, eqn.invars))) != 2: return None
-  if eqn.outvars[0] is not jaxpr.outvars[0]: return None
-  return _MONOIDS[eqn.primitive]
+  """The generic form: any number of operands, a reduction body given as a Jaxpr. XLA (CPU) starts each window from
+  the init values and folds in the real elements only (padding and base-dilation holes are skipped), tap by tap in
+  row-major window order: `acc = body(acc, x)`. A body that is a monoid per operand is op(init, monoid-reduce of the
+  window); any other is reductions.fold over the window's taps gathered into a trailing axis, with the padding
+  masked out (sequential up to WINDOW_SEQUENTIAL_MAX taps: XLA's order, exact for any body)."""
+  k = len(operands_and_inits) // 2
+  xs, inits = operands_and_inits[:k], operands_and_inits[k:]
+  if xs[0].ndim == 0: return list(xs)   # XLA (CPU) hands a rank-0 operand back as it is, without folding in init
+  prims = monoid_bodies(jaxpr, consts, k)
+  kinds = [_monoid_kind(p, x) for p, x in zip(prims, xs)] if prims else [None]
+  if None not in kinds: return [_reduce_window(x, kind, **window, init=init) for x, kind, init in zip(xs, kinds, inits)]
+  if any(d <= 0 for d in window["window_dimensions"]):
+    raise NotImplementedError(f"reduce_window with an empty window {window['window_dimensions']}")
+  wins = [_windows(x, 0, **window) for x in xs]
+  outs = wins[0][1]
+  if wins[0][0] is None: return [i.reshape((1,) * len(outs)).expand(outs) for i in inits]   # some output axis is empty
+  taps = math.prod(_ints(window["window_dimensions"]))
+  values = [w.reshape(*outs, taps) for w, _ in wins]
+  holes = any(p != (0, 0) for p in _ints(window["padding"])) or any(b != 1 for b in _ints(window["base_dilation"]))
+  valid = _valid_taps(xs[0].shape, **window).reshape(*outs, taps) if holes else None
+  return fold(jaxpr, consts, values, inits, valid, sequential_max=WINDOW_SEQUENTIAL_MAX)
 
 
 # ---- max/min pooling derivatives -------------------------------------------------------------------------------
@@ -263,6 +279,38 @@ def select_and_scatter_add(source, operand, *, select_prim, window_dimensions, w
   # positions no window covers, tinygrad 0.14 emits this reduction with an uninitialized accumulator (garbage out)
   scattered = taken.gradient(placeholder, gradient=source.cast(acc))[0].contiguous()
   return scattered.shrink(tuple((lo, lo + n) for (lo, _), n in zip(padding, operand.shape))).cast(source.dtype)
+
+
+@register(P.select_and_scatter_p,
+          note="any select body; scatter body add over float sources, no padding (what JAX's lowering of select_and_scatter_add emits)")
+def select_and_scatter(operand, source, init_value, *, select_jaxpr, select_consts, scatter_jaxpr, scatter_consts,
+                       window_dimensions, window_strides, padding):
+  """The generic form of max-pool's VJP (JAX emits it only while lowering select_and_scatter_add): XLA's select loop
+  `cur = first tap; for e in later taps: if not select(cur, e): cur = e` with any select body, evaluated tap by tap;
+  then each window's source value is combined into the output (init everywhere) at the selected position. The
+  scatter must be add (float), done as in select_and_scatter_add: the transpose of the window view."""
+  window_dimensions, window_strides, padding = map(_ints, (window_dimensions, window_strides, padding))
+  if any(p != (0, 0) for p in padding):   # (JAX pads the operand itself before emitting it: XLA CPU crashes on padding)
+    raise NotImplementedError(f"select_and_scatter with padding {padding}")
+  if monoid_bodies(scatter_jaxpr, scatter_consts, 1) != [P.add_p] or not is_float(source):
+    raise NotImplementedError("select_and_scatter with a scatter body other than add over floats")
+  if 0 in operand.shape or 0 in source.shape or operand.ndim == 0:
+    if operand.ndim == 0 and 0 not in source.shape: return init_value + source
+    return init_value.reshape((1,) * operand.ndim).expand(operand.shape) if operand.ndim else init_value
+  ones = (1,) * operand.ndim
+  win, outs = _windows(operand, 0, window_dimensions, window_strides, padding, ones, ones)
+  taps = math.prod(window_dimensions)
+  values = win.reshape(*outs, taps)
+  best, chosen = values[..., 0], const(0, np.int32, outs)
+  for k in range(1, taps):
+    keep = apply_body(select_jaxpr, select_consts, [best], [values[..., k]])[0]
+    best, chosen = keep.where(best, values[..., k]), keep.where(chosen, const(k, np.int32, outs))
+  onehot = (Tensor.arange(taps, dtype=tg.int32) == chosen.unsqueeze(-1)).reshape(win.shape)
+  acc = _half_accumulator(source.dtype)
+  placeholder = Tensor.empty(*operand.shape, dtype=acc, device=operand.device)
+  taken = (placeholder._pool(tuple(window_dimensions), tuple(window_strides)) * onehot.cast(acc)).sum(_window_axes(win, outs))
+  scattered = taken.gradient(placeholder, gradient=source.cast(acc))[0].contiguous()   # (see select_and_scatter_add)
+  return (init_value.cast(acc) + scattered).cast(source.dtype)
 
 
 @register(P.select_and_gather_add_p)

@@ -23,6 +23,18 @@ UNSUPPORTED_WHY = {
   **{n: _MULTI_DEVICE for n in ("all_gather", "all_to_all", "axis_index", "pmax", "pmin", "ppermute", "psum",
                                 "ragged_all_to_all", "psum_scatter", "reduce_scatter", "pbroadcast")},
   **{n: "stateful effects (Ref get/swap) are not interpreted" for n in ("get", "swap")},
+  "eig": "its eigenvalues and eigenvectors are complex (geev): " + _COMPLEX,
+  "schur": "the real Schur form is not unique (order of the eigenvalues, 2x2 blocks, signs of the Schur vectors): "
+           "matching jax.jit means replaying LAPACK gees's shifted QR sweeps and deflation decisions step by step",
+  "hessenberg": "not written yet: LAPACK gehrd's Householder reduction (linalg.py's geqrf reflectors, applied on both "
+                "sides) would match jax.jit",
+  "tridiagonal": "not written yet: LAPACK sytrd's Householder reduction of a symmetric matrix (linalg.py's geqrf "
+                 "reflectors, applied on both sides) would match jax.jit",
+  "rng_uniform": "XLA's stateful RngUniform: jax.jit itself returns new values on every call (XLA's hidden generator "
+                 "state), so there is nothing to match; jax.random is bit-exact",
+  "custom_lin": "only in jax.linearize's linear Jaxpr of a custom_vjp function, which JAX itself cannot evaluate "
+                "(jax.jit raises TypeError: can't apply forward-mode autodiff (jvp) to a custom_vjp function); "
+                "jax.grad transposes it away",
 }
 MARKERS = ("<!-- coverage:start -->", "<!-- coverage:end -->")
 

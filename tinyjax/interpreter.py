@@ -139,6 +139,14 @@ def jit(*args, jaxpr, **_): return eval_closed_jaxpr(jaxpr, *args)
 def closed_call(*args, call_jaxpr, **_): return eval_closed_jaxpr(call_jaxpr, *args)
 
 
+@register(P.call_p)
+def call(*args, call_jaxpr, **_): return eval_jaxpr(call_jaxpr, [], *args)   # core.call_p: an open Jaxpr, no consts
+
+
+@register(primitive("composite_p"))
+def composite(*args, jaxpr, **_): return eval_closed_jaxpr(jaxpr, *args)   # lax.composite: its decomposition
+
+
 @register(P.remat_p)
 def remat(*args, jaxpr, **_): return eval_jaxpr(jaxpr, [], *args)
 

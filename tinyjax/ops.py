@@ -677,3 +677,71 @@ def bitcast_convert_type(x, *, new_dtype):
   if target.itemsize != x.dtype.itemsize:
     raise NotImplementedError(f"bitcast_convert_type between widths ({x.dtype.itemsize} -> {target.itemsize} bytes)")
   return x.bitcast(target)
+
+
+# ---- identities and placeholders: placement, names, barriers, tokens ------------------------------------------
+# One device per program, so placement and sharding annotations change nothing; neither do checkpoint names or
+# optimization barriers (tinygrad schedules the lazy graph as a whole).
+
+@register(P.device_put_p)
+def device_put(*xs, devices=None, srcs=None, copy_semantics=None): return list(xs)
+
+
+@register(P.sharding_constraint_p)
+def sharding_constraint(x, **_): return x
+
+
+@register(primitive("reshard_p"), primitive("layout_constraint_p"))
+def reshard(x, **_): return x   # jax.sharding.reshard, a layout constraint: one device, one layout
+
+
+@register(getattr(importlib.import_module("jax._src.random"), "random_clone_p", None))
+def random_clone(key): return key   # jax.random.clone: the same key data (keys are values here, never consumed)
+
+
+@register(P.name_p)
+def name(x, *, name): return x   # jax.ad_checkpoint.checkpoint_name: only steers what remat saves
+
+
+@register(primitive("optimization_barrier_p"))
+def optimization_barrier(*xs): return list(xs)
+
+
+@register(primitive("tie_p"))
+def tie(x, y): return y   # orders effects in JAX's own transforms; its value is y
+
+
+@register(P.empty2_p)
+def empty2(*, dtype, memory_space=None):
+  """An uninitialized scalar (what scan's and autodiff's `empty_like` broadcast); XLA lowers it as zeros."""
+  return _zeros((), dtype)
+
+
+@register(primitive("empty_p"))
+def empty(*, shape, dtype, out_sharding=None):
+  """lax.empty: uninitialized values; XLA CPU lowers it as zeros, and so does this."""
+  return _zeros(tuple(shape), dtype)
+
+
+def _zeros(shape, dtype):
+  """Zeros of a value's carrier: a typed key is its uint32 key data (a zero key, as XLA's zeros of its bits)."""
+  from .dtypes import is_key_dtype
+  if is_key_dtype(dtype): return const(0, np.uint32, tuple(shape) + tuple(dtype._impl.key_shape))
+  return const(0, np.dtype(dtype), shape)
+
+
+@register(P.create_token_p)
+def create_token(*_): return const(False, np.bool_, (0,))   # a placeholder: tokens carry no data
+
+
+@register(P.after_all_p)
+def after_all(*_): return const(False, np.bool_, (0,))
+
+
+@register(primitive("tile_p"))
+def tile(x, *, reps):
+  """jnp.tile's primitive: the operand repeated `reps` times along each axis (a typed key's data dims stay as they are)."""
+  reps = tuple(int(r) for r in reps) + (1,) * (x.ndim - len(reps))
+  out_shape = tuple(d * r for d, r in zip(x.shape, reps))
+  if 0 in out_shape: return const(0, jdtype(x), out_shape)
+  return x.repeat(*reps) if reps else x

@@ -1,14 +1,18 @@
-"""Reductions over axes, arg-reductions, cumulative reductions, dot_general and reduce_precision.
+"""Reductions over axes, the generic `reduce` (any body, any number of operands), arg-reductions, cumulative
+reductions, dot_general and reduce_precision.
 
 Conventions written once: `_sum/_prod/_max/_min/_logsumexp(x, axis)` are XLA's monoids (half floats accumulate in
 float32, integers wrap in their own width, max/min propagate NaN); `_reduce` gives a reduction over no elements the
-monoid's identity; `_scan` builds every cumulative op from a monoid.
+monoid's identity; `_scan` builds every cumulative op from a monoid; `fold` reduces a trailing axis with a body given
+as a Jaxpr (shared with conv.reduce_window).
 """
 import functools
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend import core as jcore
 from jax.extend.core import primitives as P
 from tinygrad import Tensor, dtypes as tg
 
@@ -119,6 +123,124 @@ def reduce_or(x, *, axes): return _reduce(x, axes, "or", _bitwise(lambda p, a: p
 
 @register(P.reduce_xor_p)
 def reduce_xor(x, *, axes): return _reduce(x, axes, "xor", _bitwise(lambda p, a: (p.cast(tg.int32).sum(a) % 2).cast(tg.bool)))
+
+
+# ---- folds with a body given as a Jaxpr (reduce, reduce_window) ---------------------------------------------------
+
+# XLA's CPU loops fold sequentially, `acc = body(acc, x)` in row-major order, for up to this many elements (measured:
+# a reduce over 33 elements starts vectorizing, and a non-identity init then counts more than once). Up to it, `fold`
+# does the same, which matches XLA for any body, even one that is not associative; beyond it, a tree (log2 n levels).
+SEQUENTIAL_MAX = 32
+SEQUENTIAL_KERNEL = 8   # steps of a sequential fold per kernel: tinygrad's scheduler is quadratic in a deeper chain
+
+# monoid primitive -> (kind for _identity, reduction over axes); bodies made of one of these go to the fast reductions
+MONOID_REDUCTIONS = {P.add_p: ("sum", _sum), P.mul_p: ("prod", _prod), P.max_p: ("max", _max), P.min_p: ("min", _min),
+                     P.and_p: ("and", _bitwise(lambda p, a: p.all(a))), P.or_p: ("or", _bitwise(lambda p, a: p.any(a))),
+                     P.xor_p: ("xor", _bitwise(lambda p, a: (p.cast(tg.int32).sum(a) % 2).cast(tg.bool)))}
+
+
+def monoid_bodies(jaxpr, consts, n):
+  """For a body `(acc_1..acc_n, x_1..x_n) -> out_1..out_n`: the monoid primitive of each output when every out_k is
+  exactly `op(acc_k, x_k)` (either order) for op in MONOID_REDUCTIONS, else None."""
+  jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+  if consts or len(jaxpr.eqns) != n or len(jaxpr.invars) != 2 * n or len(jaxpr.outvars) != n: return None
+  by_out = {id(e.outvars[0]): e for e in jaxpr.eqns if len(e.outvars) == 1}
+  prims = []
+  for k, out in enumerate(jaxpr.outvars):
+    eqn = by_out.get(id(out))
+    if eqn is None or eqn.primitive not in MONOID_REDUCTIONS or any(v is not None for v in eqn.params.values()): return None
+    if len(eqn.invars) != 2 or {id(v) for v in eqn.invars} != {id(jaxpr.invars[k]), id(jaxpr.invars[n + k])}: return None
+    prims.append(eqn.primitive)
+  return prims
+
+
+def monoid_applies(prim, x):
+  """Whether a monoid body has its fast reduction for x's dtype (bool add/mul and float bitwise ops do not)."""
+  if prim in (P.add_p, P.mul_p): return not is_bool(x)
+  if prim in (P.and_p, P.or_p, P.xor_p): return not is_float(x)
+  return True
+
+
+_BATCHED = {}   # (id(jaxpr), id(consts), size) -> (jaxpr, consts, the body vmapped over one axis of that size)
+
+
+def _batched_body(jaxpr, consts, size):
+  """The body (a scalar function) as a Jaxpr over vectors of `size`: every rule then sees the shapes it expects."""
+  key = (id(jaxpr), id(consts), size)
+  hit = _BATCHED.get(key)
+  if hit is not None and hit[0] is jaxpr and hit[1] is consts: return hit[2]
+  closed = jaxpr if isinstance(jaxpr, jcore.ClosedJaxpr) else jcore.ClosedJaxpr(jaxpr, list(consts))
+  specs = [jax.ShapeDtypeStruct((size,), v.aval.dtype, weak_type=v.aval.weak_type) for v in closed.jaxpr.invars]
+  batched = jax.make_jaxpr(jax.vmap(jcore.jaxpr_as_fun(closed)))(*specs)
+  if len(_BATCHED) > 1024: _BATCHED.clear()
+  _BATCHED[key] = (jaxpr, consts, batched)
+  return batched
+
+
+def apply_body(jaxpr, consts, lhs, rhs):
+  """body(*lhs, *rhs) elementwise over tensors of one shape (lists of Tensors; scalars broadcast)."""
+  from .traced import evaluate   # the interpreter imports the rule modules; import late
+  shape = next((tuple(t.shape) for t in (*lhs, *rhs) if t.ndim), ())
+  size = math.prod(shape)
+  args = [(t.reshape((1,) * len(shape)).expand(shape) if t.shape != shape else t).reshape(size) for t in (*lhs, *rhs)]
+  return [o.reshape(shape) for o in evaluate(_batched_body(jaxpr, consts, size), *args)]
+
+
+def fold(jaxpr, consts, values, inits, valid=None, sequential_max=SEQUENTIAL_MAX):
+  """Reduce the last axis of every tensor in `values` (one shape (..., n)) with a body, starting from `inits`
+  (scalars): XLA's `acc = init; for x in row: acc = body(acc, x)`. `valid` ((..., n) bools, or None for all) marks the
+  elements that take part (reduce_window skips padding). An empty row gives the inits. Up to `sequential_max` elements
+  the fold is sequential, as XLA's; longer rows are combined in adjacent pairs (order kept), log2(n) levels, and the
+  init comes first: the same result for an associative body and an identity init (what XLA requires)."""
+  lead, n = tuple(values[0].shape[:-1]), values[0].shape[-1]
+  accs = [i.reshape((1,) * len(lead)).expand(lead) if lead else i for i in inits]
+  if n == 0 or 0 in lead: return accs
+  def pick(mask, a, b): return [mask.where(x, y) for x, y in zip(a, b)]
+  if n <= sequential_max:
+    for k in range(n):
+      new = apply_body(jaxpr, consts, accs, [v[..., k] for v in values])
+      accs = new if valid is None else pick(valid[..., k], new, accs)
+      if k % SEQUENTIAL_KERNEL == SEQUENTIAL_KERNEL - 1 and k < n - 1: accs = [a.contiguous() for a in accs]
+    return accs
+  while n > 1:
+    h, odd = n // 2, n % 2
+    pairs = [v[..., :2 * h].reshape(*lead, h, 2) for v in values]
+    out = apply_body(jaxpr, consts, [p[..., 0] for p in pairs], [p[..., 1] for p in pairs])
+    if valid is not None:
+      ok = valid[..., :2 * h].reshape(*lead, h, 2)
+      left, right = ok[..., 0], ok[..., 1]
+      out = pick(left & right, out, pick(left, [p[..., 0] for p in pairs], [p[..., 1] for p in pairs]))   # one or none
+      valid = left | right if not odd else (left | right).cat(valid[..., -1:], dim=-1)
+    values = out if not odd else [o.cat(v[..., -1:], dim=-1) for o, v in zip(out, values)]
+    # each level is its own kernel: fused, level L would inline level L-1 twice, 2^L copies of the body in its code
+    values, valid, n = [v.contiguous() for v in values], valid.contiguous() if valid is not None else None, h + odd
+  out = apply_body(jaxpr, consts, accs, [v[..., 0] for v in values])
+  return out if valid is None else pick(valid[..., 0], out, accs)
+
+
+@register(P.reduce_p)
+def reduce(*operands_and_inits, computation=None, jaxpr, dimensions):
+  """lax.reduce: any number of operands, any body. A body that is a monoid per operand (add, mul, max, min, and,
+  or, xor) goes to the reductions above, with the init folded in once; any other is `fold`ed over the reduced axes,
+  moved to the end and flattened in row-major order (the order XLA's loop visits them). As XLA: a reduction over no
+  axes, or over axes of one element in all, returns the operands without the init; over no elements, the inits.
+  XLA assumes the init is the body's identity: with another init its own result depends on the size (it folds the
+  init into each of its vector accumulators), where this folds it in once."""
+  k = len(operands_and_inits) // 2
+  operands, inits = operands_and_inits[:k], operands_and_inits[k:]
+  dims = tuple(sorted(int(d) for d in dimensions))
+  shape = operands[0].shape
+  kept = tuple(i for i in range(len(shape)) if i not in dims)
+  out_shape = tuple(shape[i] for i in kept)
+  n = math.prod(shape[d] for d in dims)
+  if n == 1: return [x.reshape(out_shape) for x in operands]
+  if n == 0: return [i.reshape((1,) * len(out_shape)).expand(out_shape) if out_shape else i for i in inits]
+  prims = monoid_bodies(jaxpr, jaxpr.consts, k)
+  if prims and all(monoid_applies(p, x) for p, x in zip(prims, operands)):
+    from .ops import RULES
+    return [RULES[p](init, MONOID_REDUCTIONS[p][1](x, dims)) for x, init, p in zip(operands, inits, prims)]
+  moved = [x.permute(*kept, *dims).reshape(*out_shape, n) for x in operands]
+  return fold(jaxpr.jaxpr, jaxpr.consts, moved, inits)
 
 
 # ---- argmax / argmin -------------------------------------------------------------------------------------------
