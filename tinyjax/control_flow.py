@@ -28,9 +28,8 @@ import numpy as np
 from jax.extend import core as jcore
 from jax.extend.core import primitives as P
 from tinygrad import Tensor, TinyJit, Variable, dtypes as tg
-from tinygrad.uop.ops import Ops
 
-from .capture import capture
+from .capture import capture, dedupe, rebuild, replay, whole_buffers
 from .dtypes import physical_shape, to_tiny
 from .interpreter import CONSTS, _subjaxprs, eval_closed_jaxpr
 from .ops import DEVICE, const, primitive, register
@@ -104,7 +103,7 @@ def platform_index(*, platforms, **_):
 def while_loop(*args, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
   cond_consts, body_consts = args[:cond_nconsts], args[cond_nconsts:cond_nconsts + body_nconsts]
   # (device buffers: a literal in the carry is a device-less constant, which realizing would put on the CPU device)
-  carry = _buffers(args[cond_nconsts + body_nconsts:])
+  carry = _on_device(args[cond_nconsts + body_nconsts:])
   refuse_inside_jit_capture("while_loop")
   if not (needs_host_sync(cond_jaxpr) or needs_host_sync(body_jaxpr)):
     return _captured_while(cond_jaxpr, body_jaxpr, cond_consts, body_consts, carry)
@@ -112,7 +111,7 @@ def while_loop(*args, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
     pred, = eval_closed_jaxpr(cond_jaxpr, *cond_consts, *carry)
     if not _host_int(pred.any() if pred.ndim else pred): return carry
     # realized, so that the next iteration starts from buffers, not from the whole history
-    carry = _buffers(_advance(pred, eval_closed_jaxpr(body_jaxpr, *body_consts, *carry), carry))
+    carry = _on_device(_advance(pred, eval_closed_jaxpr(body_jaxpr, *body_consts, *carry), carry))
 
 
 def _advance(pred, new, carry):
@@ -126,7 +125,7 @@ def _captured_while(cond_jaxpr, body_jaxpr, cond_consts, body_consts, carry):
   """One iteration (body, then the predicate of the new carry) captured once as a TinyJit and replayed until the
   predicate, read on the host after each replay, is false. The carry ping-pongs between two sets of buffers."""
   device = DEVICE.get()
-  cond_consts, body_consts = _buffers(cond_consts), _buffers(body_consts)
+  cond_consts, body_consts = _on_device(cond_consts), _on_device(body_consts)
   pred, = eval_closed_jaxpr(cond_jaxpr, *cond_consts, *carry)
   if not _host_int((pred.any() if pred.ndim else pred).realize()): return carry
   avals = body_jaxpr.out_avals
@@ -150,18 +149,16 @@ def _captured_while(cond_jaxpr, body_jaxpr, cond_consts, body_consts, carry):
   while True:
     out = ping_pong[n % 2]
     layout = (n == 0, n % 2)
-    if layout not in layouts: layouts[layout] = _dedupe([*cond_consts, *body_consts, *carry, *out, go])
+    if layout not in layouts: layouts[layout] = dedupe([*cond_consts, *body_consts, *carry, *out, go])
     unique, positions = layouts[layout]
     key = ("while", id(body_jaxpr), id(cond_jaxpr), device, positions)
     if key not in steppers:
-      def run(*args, positions=positions):
-        return iteration(*[args[p] if isinstance(p, int) else Tensor.empty(*p[0], dtype=p[1], device=device)
-                           for p in positions])
+      def run(*args, positions=positions): return iteration(*rebuild(args, positions, device))
       steppers[key] = ((body_jaxpr, cond_jaxpr), TinyJit(run))
       steppers[key][1].cnt = 1
     jit = steppers[key][1]
     if jit.captured is None: capture(jit, *unique)
-    else: jit.captured([t.uop.base for t in unique], {})   # (see _stepped_scan)
+    else: replay(jit, unique)
     carry, n = list(out), n + 1
     if not go.item(): return carry
 
@@ -217,7 +214,7 @@ def _stepped_scan(jaxpr, length, reverse, consts, carry, xs, num_carry):
   device = DEVICE.get()
   fresh = lambda avals, lead=(): [Tensor.empty(*lead, *physical_shape(a), dtype=to_tiny(a.dtype), device=device)
                                   for a in avals]
-  consts, carry, xs = _buffers(consts), _buffers(carry), _buffers(xs)
+  consts, carry, xs = _on_device(consts), _on_device(carry), _on_device(xs)
   ping_pong, ys = (fresh(jaxpr.out_avals[:num_carry]), fresh(jaxpr.out_avals[:num_carry])), fresh(jaxpr.out_avals[num_carry:], (length,))
   for t in (*ping_pong[0], *ping_pong[1], *ys):
     if t.numel(): t.uop.buffer.ensure_allocated()
@@ -248,54 +245,23 @@ def _stepped_scan(jaxpr, length, reverse, consts, carry, xs, num_carry):
     out, count = ping_pong[n % 2], steps if n < full else rest
     # TinyJit takes each real buffer once: pass the distinct non-empty ones, rebuild the argument list inside
     layout = (n == 0, n % 2, count)   # which buffers the step gets depends only on these
-    if layout not in layouts: layouts[layout] = _dedupe([*consts, *carry, *xs, *out, *ys])
+    if layout not in layouts: layouts[layout] = dedupe([*consts, *carry, *xs, *out, *ys])
     unique, positions = layouts[layout]
     variable = n < full and full > 1   # (a Variable of one value would be folded away: then the start is fixed)
     key = ("scan", id(jaxpr), device, length, reverse, count, variable or n * steps, positions)
     if key not in steppers:
       def run(*args, positions=positions, count=count, variable=variable, first=n * steps):
-        bufs = [args[p] if isinstance(p, int) else Tensor.empty(*p[0], dtype=p[1], device=device) for p in positions]
-        return run_steps(bufs, args[-1] * steps if variable else first, count)
+        return run_steps(rebuild(args, positions, device), args[-1] * steps if variable else first, count)
       steppers[key] = (jaxpr, TinyJit(run))
       steppers[key][1].cnt = 1   # capture on the first replay: every input is a realized buffer
     jit = steppers[key][1]
     if jit.captured is None: capture(jit, *unique, *([chunk.bind(n)] if variable else []))
-    # replayed directly: TinyJit.__call__ would re-derive every input's view (a graph rewrite each, ~0.2 ms) although
-    # they are plain buffers of the shapes it captured (same jaxpr, same sharing)
-    else: jit.captured([t.uop.base for t in unique], {chunk.expr: n} if variable else {})
+    else: replay(jit, unique, {chunk.expr: n} if variable else {})
     carry = list(out)
   return carry + ys
 
 
-def _buffers(tensors):
-  """Tensors as whole realized buffers, TinyJit's inputs for a capture that is replayed on other buffers of the same
-  shapes: constants, broadcasts, other views and unrealized graphs are copied into a fresh buffer once. (A view would
-  be baked into the captured kernels; a graph whose base is no realized buffer is silently left out of TinyJit's
-  inputs, shifting every later one.)"""
-  def buffer(t):
-    if t.numel() == 0 or _is_whole_buffer(t.uop): return t
-    # (into a buffer on the device: a folded constant has none, and contiguous() of a view can be the view itself)
-    return Tensor.empty(*t.shape, dtype=t.dtype, device=DEVICE.get()).assign(t)
-  out = [buffer(t) for t in tensors]
-  if pending := [t for t in out if t.numel() and not _is_whole_buffer(t.uop)]: Tensor.realize(*pending)
-  assert all(t.numel() == 0 or _is_whole_buffer(t.uop) for t in out)
-  return out
-
-
-def _is_whole_buffer(u) -> bool:
-  while u.op is Ops.RESHAPE: u = u.src[0]
-  return u.op is Ops.BUFFER and u.realized is not None
-
-
-def _dedupe(tensors):
-  """TinyJit takes each buffer once: the distinct buffers, and for each tensor the position of its buffer (or, for
-  a tensor of no elements, which has no buffer, its shape and dtype)."""
-  unique, index, positions = [], {}, []
-  for t in tensors:
-    if t.numel() == 0: positions.append((tuple(t.shape), t.dtype)); continue
-    if id(t.uop.base) not in index: index[id(t.uop.base)] = len(unique); unique.append(t)
-    positions.append(index[id(t.uop.base)])
-  return unique, tuple(positions)
+def _on_device(tensors): return whole_buffers(tensors, DEVICE.get())
 
 
 def _row(x: Tensor, i: int) -> Tensor:

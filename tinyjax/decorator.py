@@ -6,14 +6,16 @@ evaluation is the interpreter's. A Program is built once per signature and repla
 import dataclasses
 import functools
 import inspect
+import math
 
 import jax
 import jax.numpy as jnp
 from jax._src import config
 import numpy as np
 from tinygrad import Device, Tensor, TinyJit, dtypes
+from tinygrad.uop.ops import UOp
 
-from .capture import capture
+from .capture import capture, dedupe, rebuild, replay, whole_buffers
 from .dtypes import is_key_dtype, physical_shape, to_jax, to_tiny
 from .control_flow import needs_host_sync
 from .interpreter import building, collect_consts, const_tensor, eval_closed_jaxpr, numpy_to_tensor
@@ -122,32 +124,28 @@ class Program:
     written = [o for o in outs if o.numel()]
     if not written: return outs     # nothing to compute: every output has no elements
     for o in written: o.uop.buffer.ensure_allocated()
-    unique, positions = _dedupe(inputs)
+    unique, positions = self.layout(inputs)
     jit = self._jits.get(positions)
     if jit is None:
       def run(*args):
-        results = self.evaluate([args[i] for i in positions])
+        results = self.evaluate(rebuild(args, positions, self.device))
         Tensor.realize(*[buf.assign(r) for buf, r in zip(args[len(unique):], (r for r, o in zip(results, outs) if o.numel()))])
       jit = self._jits[positions] = TinyJit(run)
       jit.cnt = 1   # capture on the first call: inputs and constants are already realized buffers
-    if jit.captured is None: capture(jit, *unique, *written)
-    else: jit(*unique, *written)
+      capture(jit, *unique, *written)
+    else: replay(jit, [*unique, *written])
     return outs
+
+  def layout(self, inputs):
+    """The distinct input buffers, and which input is which: the capture a call replays depends on the sharing."""
+    return dedupe(whole_buffers(inputs, self.device))
 
   def __getstate__(self): raise TypeError("tinyjax programs cannot be pickled")
 
 
-def _dedupe(tensors):
-  """TinyJit refuses the same buffer twice: pass each buffer once and remember where it goes."""
-  unique, index, positions = [], {}, []
-  for t in tensors:
-    key = id(t.uop.base)
-    if key not in index: index[key] = len(unique); unique.append(t)
-    positions.append(index[key])
-  return unique, tuple(positions)
-
-
-def _empty_like(aval, device): return Tensor.empty(*physical_shape(aval), dtype=to_tiny(aval.dtype), device=device)
+def _empty_like(aval, device):
+  shape = physical_shape(aval)   # (Tensor.empty's symbolic-shape handling costs ~0.25 ms an output per call)
+  return Tensor(UOp.new_buffer(device, math.prod(shape), to_tiny(aval.dtype)).reshape(shape))
 
 
 class tiny:

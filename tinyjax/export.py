@@ -15,7 +15,7 @@ from tinygrad import Device
 from tinygrad.helpers import to_tuple
 from tinygrad.uop.ops import Ops
 
-from .decorator import _dedupe, leaf_to_tensor
+from .decorator import leaf_to_tensor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +64,7 @@ def kernels(fn, *args, **kwargs) -> Kernels:
                               "kernel capture to export")
   # which inputs share a buffer picks the capture this call replays, as in Program.__call__
   _, leaves, sigs, _ = fn._signature_of(args, kwargs, program.device)
-  _, positions = _dedupe([leaf_to_tensor(x, s, program.device) for x, s in zip(leaves, sigs)])
+  _, positions = program.layout([leaf_to_tensor(x, s, program.device) for x, s in zip(leaves, sigs)])
   jit = program._jits.get(positions)
   if jit is None or jit.captured is None: return Kernels()   # every output is empty: nothing ran
   out, names = Kernels(), {}   # tinygrad names kernels by shape: two different kernels can share a name
