@@ -332,6 +332,42 @@ def test_custom_linear_solve():
   check(_custom_solve, x @ x.T + 4 * np.eye(4, dtype=np.float32), rng.standard_normal(4).astype(np.float32))
 
 
+# ---- hessenberg (gehrd), tridiagonal (sytrd) ----------------------------------------------------------------------
+
+def _hessenberg(a):
+  out = (jax.scipy.linalg.hessenberg(a), jax.scipy.linalg.hessenberg(a, calc_q=True))
+  return out + (lax.linalg.hessenberg(a),) if a.shape[-1] else out     # jax's own shape rule rejects 0 x 0
+
+
+def _sytrd(a): return lax.linalg.tridiagonal(a, lower=True), lax.linalg.tridiagonal(a, lower=False)
+
+
+@given(square("plain"))
+def test_hessenberg(a):
+  """gehrd's packed output (reflectors below the subdiagonal) and taus with LAPACK's signs; scipy's H and Q."""
+  check(_hessenberg, a)
+
+
+@given(square("plain", sides=[1, 3, 4]))
+def test_tridiagonal(a):
+  """sytrd on a non-symmetric matrix: only the named triangle is read, the other one comes back as it was."""
+  check(_sytrd, a)
+
+
+def test_hessenberg_tridiagonal_zero_reflectors_and_float64():
+  """Columns already reduced (tau = 0, as dlarfg); float64 under x64; a 9 x 9 batch (loop kernels reused)."""
+  t = np.diag([1.0, 2, 3, 4]) + np.diag([5.0, 6, 7], 1) + np.diag([8.0, 0, 9], -1)
+  check(_hessenberg, t.astype(np.float32))
+  check(_sytrd, (t + t.T).astype(np.float32))
+  rng = np.random.default_rng(7)
+  check(_hessenberg, rng.standard_normal((2, 9, 9)).astype(np.float32), rtol=1e-4, atol=2e-5)
+  check(_sytrd, rng.standard_normal((2, 9, 9)).astype(np.float32), rtol=1e-4, atol=2e-5)
+  with jax.enable_x64(True):
+    x = rng.standard_normal((2, 5, 5))
+    check(_hessenberg, x, rtol=1e-10, atol=1e-12)
+    check(_sytrd, x, rtol=1e-10, atol=1e-12)
+
+
 # ---- float64, errors --------------------------------------------------------------------------------------------
 
 def _f64_suite(a, b):
@@ -356,3 +392,7 @@ def test_unsupported_params_raise():
     tiny(lambda a: lax.linalg.eigh(a, subset_by_index=(0, 1)))(a)
   with pytest.raises(TypeError, match="complex"):
     tiny(lambda a: jnp.linalg.inv(a.astype(jnp.complex64)))(a)
+  with pytest.raises(NotImplementedError, match="hessenberg on float16"):
+    tiny(lambda a: lax.linalg.hessenberg(a.astype(jnp.float16)))(a)
+  with pytest.raises(NotImplementedError, match="tridiagonal on float16"):
+    tiny(lambda a: lax.linalg.tridiagonal(a.astype(jnp.float16)))(a)

@@ -26,10 +26,6 @@ UNSUPPORTED_WHY = {
   "eig": "its eigenvalues and eigenvectors are complex (geev): " + _COMPLEX,
   "schur": "the real Schur form is not unique (order of the eigenvalues, 2x2 blocks, signs of the Schur vectors): "
            "matching jax.jit means replaying LAPACK gees's shifted QR sweeps and deflation decisions step by step",
-  "hessenberg": "not written yet: LAPACK gehrd's Householder reduction (linalg.py's geqrf reflectors, applied on both "
-                "sides) would match jax.jit",
-  "tridiagonal": "not written yet: LAPACK sytrd's Householder reduction of a symmetric matrix (linalg.py's geqrf "
-                 "reflectors, applied on both sides) would match jax.jit",
   "rng_uniform": "XLA's stateful RngUniform: jax.jit itself returns new values on every call (XLA's hidden generator "
                  "state), so there is nothing to match; jax.random is bit-exact",
   "custom_lin": "only in jax.linearize's linear Jaxpr of a custom_vjp function, which JAX itself cannot evaluate "

@@ -1,5 +1,5 @@
-"""Linear algebra: cholesky, triangular_solve, lu, geqrf/householder_product/qr, eigh, svd, tridiagonal_solve and
-custom_linear_solve (jnp.linalg's solve/inv/det/slogdet/lstsq/pinv/norm/matrix_power are made of these).
+"""Linear algebra: cholesky, triangular_solve, lu, geqrf/householder_product/qr, hessenberg, tridiagonal, eigh, svd,
+tridiagonal_solve and custom_linear_solve (jnp.linalg's solve/inv/det/slogdet/lstsq/pinv/norm/matrix_power are made of these).
 
 Every factorization is a sequence of dependent steps, unrolled into the graph (shapes are static). What costs is
 not the arithmetic but tinygrad's per-kernel work (measured on a 2-core CPU): compiling a kernel whose C source is
@@ -19,6 +19,8 @@ Conventions as LAPACK's (what XLA CPU calls), so that results match jax.jit and 
   the diagonal (zeros above), as jax.jit.
 - lu (getrf): partial pivoting with the first row of largest |a|; a zero pivot column is left unscaled.
 - geqrf/orgqr: Householder reflectors of dlarfg (beta = -sign(alpha) * norm, tau = 0 when the column below is 0).
+- hessenberg (gehd2) and tridiagonal (sytd2, either triangle; the other one is returned as it came): the same
+  reflectors, pivoting on the subdiagonal (the superdiagonal, columns last to first, for sytrd's upper case).
 - eigh: cyclic Jacobi (round-robin pairs, all n/2 rotations of a round at once), a fixed number of sweeps; the
   eigenvalues ascend; eigenvectors agree with LAPACK's up to the sign of each column.
 - svd: one-sided Jacobi (Hestenes) on the columns, then U from a Householder QR of A V (so U is orthonormal even for
@@ -37,7 +39,7 @@ from .ops import DEVICE, const, jdtype, primitive, register
 
 L = {name: primitive(f"{name}_p") for name in ("cholesky", "triangular_solve", "lu", "geqrf", "geqp3", "householder_product",
                                                "qr", "eigh", "svd", "tridiagonal_solve", "lu_pivots_to_permutation", "ormqr",
-                                               "symmetric_product")}
+                                               "symmetric_product", "hessenberg", "tridiagonal")}
 
 
 # ---- shared helpers --------------------------------------------------------------------------------------------
@@ -242,21 +244,29 @@ def lu_pivots_to_permutation(pivots, *, permutation_size):
 
 # ---- Householder QR --------------------------------------------------------------------------------------------
 
-def _householder_step(a: Tensor, k: Tensor, rows: Tensor, cols: Tensor):
-  """Step k of LAPACK's geqr2 (dlarfg + dlarf) on a (..., m, n): (new a, tau (..., 1, 1)). The column and its three
-  scalars are made buffers explicitly: left to itself the scheduler gave each scalar its own kernel (12 a step)."""
-  c = _keep(_col(a, k, cols))                                           # (..., m, 1)
-  alpha = _row(c, k, rows)                                              # (..., 1, 1)
-  xn2 = (rows > k).where(c * c, 0).sum(-2, keepdim=True)
+def _reflector(c: Tensor, p: Tensor, rows: Tensor):
+  """LAPACK's dlarfg on column c (..., m, 1) with its pivot at row p (a (1, 1) index): H = I - tau v v^T with v[p] = 1
+  and v = 0 above p, H c = beta e_p. Returns (tau, v, packed) with tau (..., 1, 1) and `packed` the column as LAPACK
+  leaves it: beta at p, v below, c above. The three scalars are made one buffer explicitly: left to itself the
+  scheduler gave each scalar its own kernel."""
+  alpha = _row(c, p, rows)                                              # (..., 1, 1)
+  xn2 = (rows > p).where(c * c, 0).sum(-2, keepdim=True)
   still = xn2 == 0                                                      # dlarfg: H = I, tau = 0
   norm = (alpha * alpha + xn2).sqrt()
   beta = (alpha >= 0).where(-norm, norm)                                # LAPACK's SIGN(., -0.0) is +: beta < 0
   tau = still.where(0, (beta - alpha) / beta)
   scalars = _keep(tau.cat(still.where(0, 1 / (alpha - beta)), still.where(alpha, beta), dim=-1))   # (..., 1, 3)
   tau, scale, diag = scalars[..., :1], scalars[..., 1:2], scalars[..., 2:]
-  v = (rows > k).where(c * scale, (rows == k).where(1, 0))
+  v = (rows > p).where(c * scale, (rows == p).where(1, 0))
+  packed = (rows == p).where(diag, (rows > p).where((scale == 0).where(c, v), c))
+  return tau, v, packed
+
+
+def _householder_step(a: Tensor, k: Tensor, rows: Tensor, cols: Tensor):
+  """Step k of LAPACK's geqr2 (dlarfg + dlarf) on a (..., m, n): (new a, tau (..., 1, 1))."""
+  c = _keep(_col(a, k, cols))                                           # (..., m, 1)
+  tau, v, newcol = _reflector(c, k, rows)
   w = _keep((v * a).sum(-2, keepdim=True))                              # v^T A, (..., 1, n)
-  newcol = (rows == k).where(diag, (rows > k).where((scale == 0).where(c, v), c))
   return (cols > k).where(a - tau * v * w, (cols == k).where(newcol, a)), tau
 
 
@@ -337,6 +347,63 @@ def qr(a, *, pivoting, full_matrices, use_magma=None):
   _check("qr", a)
   from jax._src.lax.linalg import _qr_lowering   # JAX's own composition of geqrf/geqp3 and householder_product
   return _via_jax(_qr_lowering, a, pivoting=pivoting, full_matrices=full_matrices, use_magma=None)
+
+
+# ---- Householder reductions: hessenberg (gehrd), tridiagonal (sytrd) ------------------------------------------
+
+@register(L["hessenberg"])
+def hessenberg(a):
+  """LAPACK dgehd2 (ilo = 1, ihi = n): step k reflects column k below its subdiagonal (pivot row k + 1), applies H
+  from the right to all rows, then from the left to the columns after k. Returns the packed matrix (Hessenberg part
+  on and above the subdiagonal, the reflectors below it) and the n - 1 taus (the last one 0: a 1-element dlarfg)."""
+  _check("hessenberg", a)
+  *batch, n, _ = a.shape
+  count = max(n - 1, 0)
+  taus = Tensor.zeros(*batch, 1, count, dtype=a.dtype, device=DEVICE.get())
+  if n <= 1: return [a, taus.reshape(*batch, count)]
+  rows, cols = _grid(n, n)
+  steps = _iota(count).reshape(1, count)
+  for k in _Loop(count):
+    c = _keep(_col(a, k, cols))                                         # (..., n, 1)
+    tau, v, newcol = _reflector(c, k + 1, rows)
+    vt = _mT(v)                                                         # (..., 1, n): 0 in columns <= k
+    av = _keep((a * vt).sum(-1, keepdim=True))                          # A v, (..., n, 1)
+    b = _keep((cols > k).where(a - tau * av * vt, a))                   # A H (dlarf 'Right')
+    w = _keep((v * b).sum(-2, keepdim=True))                            # v^T (A H), (..., 1, n)
+    a, taus = _keep((cols > k).where(b - tau * v * w, (cols == k).where(newcol, b)), (steps == k).where(tau, taus))
+  return [a, taus.reshape(*batch, count)]
+
+
+def _sytrd_lower(a: Tensor):
+  """LAPACK dsytd2 with uplo = 'L' on the lower triangle of a (..., n, n): (packed lower triangle over the rest of a,
+  d, e, taus). Works on a full symmetric copy: DSYMV's product and DSYR2's update of the trailing block."""
+  *batch, n, _ = a.shape
+  count = n - 1
+  rows, cols = _grid(n, n)
+  m = (rows >= cols).where(a, _mT(a))
+  taus = Tensor.zeros(*batch, 1, max(count, 0), dtype=a.dtype, device=DEVICE.get())
+  if count > 0:
+    steps = _iota(count).reshape(1, count)
+    for k in _Loop(count):
+      c = _keep(_col(m, k, cols))
+      tau, v, newcol = _reflector(c, k + 1, rows)
+      trailing = (rows > k) & (cols > k)
+      x = _keep(tau * trailing.where(m * _mT(v), 0).sum(-1, keepdim=True))          # tau A v, (..., n, 1)
+      w = _keep(x + (-0.5 * tau * (x * v).sum(-2, keepdim=True)) * v)               # x - tau/2 (x^T v) v
+      m, taus = _keep(trailing.where(m - v * _mT(w) - w * _mT(v), (cols == k).where(newcol, m)), (steps == k).where(tau, taus))
+  d = (rows == cols).where(m, 0).sum(-1)
+  e = (rows == cols + 1).where(m, 0).sum(-1)[..., 1:]
+  return (rows >= cols).where(m, a), d, e, taus.reshape(*batch, max(count, 0))
+
+
+@register(L["tridiagonal"])
+def tridiagonal(a, *, lower):
+  """LAPACK dsytrd/dsytd2: (arr, d, e, taus). The upper case (reflectors for columns n-1 down to 1, pivots on the
+  superdiagonal) is the lower case of the matrix with rows and columns reversed, read back reversed."""
+  _check("tridiagonal", a)
+  if lower: return list(_sytrd_lower(a))
+  arr, d, e, taus = _sytrd_lower(a.flip(-1).flip(-2))
+  return [arr.flip(-1).flip(-2), d.flip(-1), e.flip(-1), taus.flip(-1)]
 
 
 # ---- eigh: parallel cyclic Jacobi ------------------------------------------------------------------------------
