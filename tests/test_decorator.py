@@ -231,3 +231,9 @@ def test_capture_refused_by_the_device_graph_is_captured_again_without_graphs(mo
   x = np.linspace(-1, 1, 7, dtype=np.float32)
   for _ in range(3): assert_same(f(x), jax.jit(lambda x: jnp.tanh(x) * 2 + 1)(x))
   assert refused == [True] and f.trace_count == 1
+
+
+def test_returning_a_token_is_a_type_error():
+  from jax import lax
+  with pytest.raises(TypeError, match="token"):
+    tiny(lambda x: (x + 1, lax.create_token()))(np.float32(1))

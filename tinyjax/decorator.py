@@ -100,6 +100,9 @@ class Program:
   def __init__(self, closed_jaxpr, out_tree, device, use_jit):
     self.closed_jaxpr, self.out_tree, self.device, self.use_jit = closed_jaxpr, out_tree, device, use_jit
     self.out_avals = closed_jaxpr.out_avals
+    if tokens := [str(a) for a in self.out_avals if not hasattr(a, "shape")]:
+      raise TypeError(f"tinyjax: the function returns {', '.join(tokens)} (an ordering token from lax.create_token or "
+                      f"after_all); tokens work inside a tiny function but cannot be returned from it")
     self.const_cache = {}
     with building(device, self.const_cache):
       consts = [const_tensor(c) for c in collect_consts(closed_jaxpr)]
