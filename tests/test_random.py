@@ -135,11 +135,24 @@ def test_known_answer():
   np.testing.assert_array_equal(tinyjax.to_numpy(got), np.array([0x1cb996fc, 0xbb002be7], np.uint32))
 
 
-@pytest.mark.skipif(getattr(getattr(jax_random_impls, "threefry4x32", None), "threefry4x32_p", None) in RULES.keys() | {None},
-                    reason="needs an impl whose hash has no rule")
-def test_unsupported_impl_says_what_is_missing():
-  with pytest.raises(NotImplementedError, match="threefry4x32"):
-    tiny(lambda k: jax.random.bits(k, (3,)))(jax.random.key(0, impl="threefry4x32"))
+def _impl_without_rule():
+  """A user's PRNGImpl (never registered) whose hash is a primitive tinyjax has no rule for."""
+  from jax._src import core
+  hash_p = core.Primitive("mystery_hash")
+  hash_p.def_abstract_eval(lambda x: x)
+  seed = lambda s: jnp.stack([hash_p.bind(lax.convert_element_type(s, jnp.uint32)), jnp.uint32(0)])
+  bits = lambda k, bit_width, shape: jnp.broadcast_to(hash_p.bind(k[0]), shape).astype(prng.UINT_DTYPES[bit_width])
+  return prng.PRNGImpl(key_shape=(2,), seed=seed, split=lambda k, shape: jnp.broadcast_to(k, (*shape, 2)),
+                       random_bits=bits, fold_in=lambda k, d: k, name="mystery", tag="mys")
+
+
+def test_impl_without_rule_says_what_is_missing():
+  # every impl JAX ships has its hash primitives' rules; a user's impl made of an unknown primitive says which one
+  impl = _impl_without_rule()
+  with pytest.raises(NotImplementedError, match="mystery_hash"):
+    tiny(lambda s: jax.random.key(s, impl=impl))(np.int32(0))
+  with pytest.raises(NotImplementedError, match="mystery_hash"):
+    tiny(lambda s: jax.random.bits(jax.random.wrap_key_data(jnp.stack([s, s]), impl=impl), (3,)))(np.uint32(1))
 
 
 # ---- erf_inv ---------------------------------------------------------------------------------------------------
@@ -562,3 +575,188 @@ def test_philox_million_is_a_few_kernels():
     got = g(key)
     assert GlobalCounters.kernel_count <= 4, GlobalCounters.kernel_count   # the hash fused with its consumer, copies
     assert_same(got, jax.jit(f)(key))
+
+
+# ---- the threefry4x32 impl (threefry4x32_p) ---------------------------------------------------------------------
+
+HAS_FRY4 = "threefry4x32" in prng.prngs
+pytestmark_fry4 = pytest.mark.skipif(not HAS_FRY4, reason="this JAX has no threefry4x32 impl")
+FRY4 = jax.random.key(1701, impl="threefry4x32") if HAS_FRY4 else None
+
+
+@pytestmark_fry4
+def test_threefry4x32_keys():
+  # bits of each width over odd/scalar/0-size/multi-dim shapes, split, fold_in, key arrays and vmap over keys
+  check(_philox_program, FRY4)
+
+
+@pytestmark_fry4
+def test_threefry4x32_samplers():
+  # the samplers differ between impls only in the bits they are fed; the rest is covered on threefry2x32/philox keys
+  def f(k):
+    k1, k2 = jax.random.split(k)
+    return [jax.random.uniform(k1, (5, 3)), jax.random.normal(k2, (1000,)), jax.random.randint(k, (20,), 0, 10),
+            jax.random.randint(k, (9,), -(2 ** 31), 2 ** 31 - 1), jax.random.permutation(k, 10)]
+  check(f, FRY4)
+
+
+_FRY4_REPLAYED = tiny(_philox_program)
+
+
+@pytestmark_fry4
+@given(hnp.arrays(np.uint32, (4,), elements=st.one_of(_U32, st.sampled_from([0, 1, 0x1BD11BDA, 0xFFFFFFFE, 0xFFFFFFFF]))))
+@example(np.zeros(4, np.uint32))
+@example(np.full(4, 0xFFFFFFFF, np.uint32))
+def test_threefry4x32_any_key_data(data):
+  # one program replayed for every drawn key: wrap-around in the key schedule and in every round
+  key = jax.random.wrap_key_data(data, impl="threefry4x32")
+  assert_same(_FRY4_REPLAYED(key), jax.jit(_FRY4_REPLAYED.fun)(key))
+
+
+@pytestmark_fry4
+@given(seed=st.integers(-(2 ** 31), 2 ** 31 - 1), msg=_U32)
+@example(seed=0, msg=0)
+@example(seed=-1, msg=0xFFFFFFFF)
+def test_threefry4x32_seed_and_fold_in(seed, msg):
+  impl = "threefry4x32"
+  check(lambda s, m: [jax.random.key(s, impl=impl), jax.random.fold_in(jax.random.key(s, impl=impl), m),
+                      jax.random.key_data(jax.random.key(s, impl=impl)),
+                      jax.vmap(lambda s: jax.random.key(s, impl=impl))(s + jnp.arange(3))], np.int32(seed), np.uint32(msg))
+
+
+@pytestmark_fry4
+def test_threefry4x32_64_bit_under_x64():
+  with jax.enable_x64(True):   # uint64 bits are (out0 ^ out2) << 32 | (out1 ^ out3); a 64-bit seed fills k0 and k1
+    check(lambda k: [jax.random.bits(k, (5,), jnp.uint64), jax.random.bits(k, (), jnp.uint64),
+                     jax.random.bits(k, (2, 3), jnp.uint64), jax.random.uniform(k, (4,), jnp.float64),
+                     jax.random.normal(k, (9,), jnp.float64)], jax.random.key(3, impl="threefry4x32"))
+    check(lambda s: jax.random.key(s, impl="threefry4x32"), np.int64(-(2 ** 40) - 3))
+    check(lambda s: jax.random.key(s, impl="threefry4x32"), np.uint64(2 ** 63 + 12345))
+
+
+@pytestmark_fry4
+def test_threefry4x32_on_constant_keys():
+  # key and message known at trace time: tinygrad folds the whole hash at compile time, with unbounded ints
+  impl = "threefry4x32"
+  check(lambda: [jax.random.key(0, impl=impl), jax.random.fold_in(jax.random.key(3, impl=impl), 11),
+                 jax.random.split(jax.random.key(2 ** 31 - 1, impl=impl), 3), jax.random.bits(jax.random.key(-1, impl=impl), (3,)),
+                 jax.random.bits(jax.random.wrap_key_data(jnp.full((4,), 0xFFFFFFFF, jnp.uint32), impl=impl), (5,), jnp.uint16)])
+
+
+@pytestmark_fry4
+def test_threefry4x32_keys_in_and_out():
+  keys = tiny(lambda k: jax.random.split(k))(FRY4)
+  assert isinstance(keys, TinyKey) and keys.shape == (2,) and keys.dtype == FRY4.dtype
+  assert_same(keys, jax.random.split(FRY4))
+  assert_same(keys.to_jax(), jax.random.split(FRY4))
+  def step(key, w):
+    key, sub = jax.random.split(key)
+    return key, w + jax.random.normal(sub, w.shape)
+  step_jax, step_tiny = jax.jit(step), tiny(step)
+  key_j, w_j, key_t, w_t, seen_j, seen_t = FRY4, np.zeros(3, np.float32), FRY4, np.zeros(3, np.float32), [], []
+  for _ in range(3):
+    key_j, w_j = step_jax(key_j, w_j)
+    key_t, w_t = step_tiny(key_t, w_t)
+    seen_j.append((key_j, w_j)); seen_t.append((key_t, w_t))
+  assert isinstance(key_t, TinyKey) and step_tiny.trace_count == 1
+  assert_same(seen_t, seen_j)
+
+
+@pytestmark_fry4
+def test_threefry4x32_as_default_impl():
+  f = lambda s: [jax.random.key(s), jax.random.PRNGKey(s), jax.random.normal(jax.random.PRNGKey(s), (5,)),
+                 jax.random.split(jax.random.PRNGKey(s), 3), jax.random.bits(jax.random.key(s), (4,), jnp.uint8)]
+  g = tiny(f)
+  with jax.default_prng_impl("threefry4x32"):
+    assert_same(g(np.int32(9)), jax.jit(f)(np.int32(9)))
+    check(lambda k: [jax.random.uniform(k, (3,)), jax.random.fold_in(k, 2)], jax.random.PRNGKey(5))   # a legacy key
+  assert_same(g(np.int32(9)), jax.jit(f)(np.int32(9)))   # back to threefry2x32: the flipped default re-traces
+
+
+@pytestmark_fry4
+def test_threefry4x32_primitive_direct_and_known_answers():
+  # the primitive on 2-d operands with wrap-around-sized values, scalars broadcast against arrays, 0-size operands
+  p = jax_random_impls.threefry4x32.threefry4x32_p
+  u = np.uint32
+  big = np.arange(12, dtype=u).reshape(3, 4) * u(0x9E3779B9)
+  check(lambda a, b, x: [p.bind(a, b, x, u(7), x ^ u(0xFFFFFFFF), u(1), b, a), p.bind(*[np.zeros((0, 2), u)] * 8)],
+        big, np.full((3, 4), 0xFFFFFFFF, u), big[::-1] * u(3))
+  # Random123's kat_vectors for threefry4x32-20 (counter words, key words -> output words)
+  h = lambda *ws: np.array(ws, np.uint32)
+  f = tiny(lambda k, x: p.bind(*[k[i] for i in range(4)], *[x[i] for i in range(4)]))
+  for ctr, key, want in [(h(0, 0, 0, 0), h(0, 0, 0, 0), h(0x9c6ca96a, 0xe17eae66, 0xfc10ecd4, 0x5256a7d8)),
+                         (h(*[0xFFFFFFFF] * 4), h(*[0xFFFFFFFF] * 4), h(0x2a881696, 0x57012287, 0xf6c7446e, 0xa16a6732)),
+                         (h(0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344), h(0xa4093822, 0x299f31d0, 0x082efa98, 0xec4e6c89),
+                          h(0x59cd1dbb, 0xb8879579, 0x86b5d00c, 0xac8b6d84))]:
+    np.testing.assert_array_equal(np.array([tinyjax.to_numpy(w) for w in f(key, ctr)]), want)
+
+
+@pytestmark_fry4
+def test_threefry4x32_million_is_a_few_kernels():
+  from tinygrad import GlobalCounters
+  for f in (lambda k: jax.random.bits(k, (1000, 1000), jnp.uint8), lambda k: jax.random.uniform(k, (1000, 1000))):
+    g = tiny(f)
+    g(FRY4)
+    GlobalCounters.reset()
+    got = g(FRY4)
+    assert GlobalCounters.kernel_count <= 4, GlobalCounters.kernel_count   # the hash fused with its consumer, copies
+    assert_same(got, jax.jit(f)(FRY4))
+
+
+# ---- mulhi (lax.mulhi: the high half of an integer product) ------------------------------------------------------
+
+MULHI_DTYPES = [np.uint8, np.uint16, np.uint32, np.int8, np.int16, np.int32]
+
+
+def _ints(dtype):
+  info = np.iinfo(dtype)   # extremes and small values often: the sign corrections and the carries between halves
+  return st.one_of(st.integers(int(info.min), int(info.max)),
+                   st.sampled_from(sorted({int(info.min), int(info.min) + 1, -1 if info.min else 0, 0, 1, int(info.max)})))
+
+
+@st.composite
+def _mulhi_operands(draw, dtypes):
+  dtype = draw(st.sampled_from(dtypes))
+  shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4))
+  x = draw(hnp.arrays(dtype, shape, elements=_ints(dtype)))
+  form = draw(st.sampled_from(["same", "scalar_y", "scalar_x"]))   # a rank-0 operand broadcasts against the other
+  y = draw(hnp.arrays(dtype, shape if form == "same" else (), elements=_ints(dtype)))
+  return (y, x) if form == "scalar_x" else (x, y)
+
+
+def _check_mulhi(x, y):
+  try: check(lax.mulhi, x, y)
+  except jax.errors.JaxRuntimeError as e:
+    # XLA CPU cannot compile a signed mulhi of a size-1 array and a scalar ("Unsupported elementwise operation
+    # mulhi"): the reference is then that of the operands broadcast beforehand
+    if "Unsupported elementwise operation" not in str(e): raise
+    shape = np.broadcast_shapes(x.shape, y.shape)
+    assert_same(tiny(lax.mulhi)(x, y), jax.jit(lax.mulhi)(np.broadcast_to(x, shape), np.broadcast_to(y, shape)))
+
+
+@given(_mulhi_operands(MULHI_DTYPES))
+@example((np.array([-3], np.int8), np.array(-128, np.int8)))
+@example((np.array(7, np.int32), np.array([-2 ** 31], np.int32)))
+def test_mulhi(operands):
+  _check_mulhi(*operands)
+
+
+@given(_mulhi_operands([np.uint64, np.int64]))
+@example((np.array([-5], np.int64), np.array(2 ** 62 + 3, np.int64)))
+def test_mulhi_64_under_x64(operands):
+  with jax.enable_x64(True):
+    _check_mulhi(*operands)
+
+
+@pytest.mark.parametrize("dtype", MULHI_DTYPES + [np.uint64, np.int64], ids=lambda d: np.dtype(d).name)
+def test_mulhi_extremes_and_constants(dtype):
+  # every pair of extremes, as run-time operands and as trace-time constants (which tinygrad folds with unbounded ints)
+  with jax.enable_x64(np.dtype(dtype).itemsize == 8):
+    info = np.iinfo(dtype)
+    vals = np.array(sorted({int(info.min), int(info.min) + 1, int(info.min) // 2, 0, 1, 3, int(info.max) // 2,
+                            int(info.max) - 1, int(info.max)} | ({-1, -3} if info.min else set())), dtype)
+    x, y = np.repeat(vals, len(vals)), np.tile(vals, len(vals))
+    check(lax.mulhi, x, y)
+    check(lambda: [lax.mulhi(jnp.asarray(x), jnp.asarray(y)), lax.mulhi(jnp.asarray(x), dtype(info.max))])
+    ends = [dtype(v) for v in (info.min, info.min + 1, -1 if info.min else 2, info.max)]   # scalar literals only
+    check(lambda: [lax.mulhi(a, b) for a in ends for b in ends])

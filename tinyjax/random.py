@@ -9,8 +9,9 @@ raw uint32 ops, and interpret that. The traced Jaxpr is cached per shape/params/
 because it is read when we trace. The 'rbg' and 'unsafe_rbg' impls (key data uint32[..., 4]) are made of threefry
 and `rng_bit_generator`, whose rule below transcribes XLA's own expansion of RngBitGenerator (THREE_FRY, PHILOX, and
 RNG_DEFAULT resolved as XLA CPU/GPU resolve it, to PHILOX). The 'philox4x32' and 'philox2x32' impls (key data
-uint32[..., 2] and [..., 1]) are made of JAX's own `philox4x32`/`philox2x32` primitives, rules below. Other impls work
-as far as their primitives have rules (threefry4x32 has none: it raises UnsupportedPrimitiveError naming it).
+uint32[..., 2] and [..., 1]) are made of JAX's own `philox4x32`/`philox2x32` primitives, rules below. The 'threefry4x32'
+impl (uint32[..., 4]) is made of JAX's `threefry4x32` primitive, a rule below. Other impls (a user's PRNGImpl) work as
+far as their primitives have rules; one without raises UnsupportedPrimitiveError naming it.
 
 Key arrays moved by data-movement primitives (a split key unpacked by slice/squeeze, gathered, selected) are
 handled by the interpreter with tinyjax/keys.py.
@@ -18,7 +19,8 @@ handled by the interpreter with tinyjax/keys.py.
 Knowing the impl: the primitives `random_bits/split/fold_in/unwrap` carry no `impl` param; it lives in the key's
 aval (key<fry> vs key<phx4>, which have the same key-data shape), read from the equation being evaluated (EQUATION).
 
-Also here: `erf_inv` (jax.random.normal needs it), traced from JAX's lax-op transcription of XLA's polynomial.
+Also here: `erf_inv` (jax.random.normal needs it), traced from JAX's lax-op transcription of XLA's polynomial, and
+`mulhi` (lax.mulhi, the high half of an integer product: the arithmetic of Philox's rounds).
 """
 import functools
 import importlib
@@ -29,6 +31,7 @@ from jax._src.random import prng
 from tinygrad import Tensor, dtypes as tg
 
 from .dtypes import is_key_dtype, to_tiny
+from .dtypes import to_jax
 from .ops import EQUATION, RULES, const, jdtype, nan_where, primitive, register, wrap_int
 from .traced import config_key as _config_key, evaluate as _eval, spec as _spec, trace as _trace
 
@@ -313,18 +316,49 @@ def _philox4x32(x, key):
   return [x0, x1, x2, x3]
 
 
-def _mul_hi_lo(x, k: int):
-  """prng.cc Philox4x32's mul_hi_low: the high and low words of the 64-bit product of uint32 x and the constant k.
-  prng.cc multiplies in u64; here in 16-bit halves (Hacker's Delight's mulhu), so no uint32 intermediate overflows
-  and none wraps (tinygrad's range analysis would take a wrapped product's bounds at face value):
-  x * k = (xh*kh + (t >> 16)) * 2**32 + u * 2**16 + (ll & 0xFFFF), t = xh*kl + (ll >> 16), u = xl*kh + (t & 0xFFFF)."""
-  xl, xh, kl, kh = x & 0xFFFF, x >> 16, k & 0xFFFF, k >> 16
+def _mul_hi_lo(x, k, half=16):
+  """prng.cc Philox4x32's mul_hi_low: the high and low words of the double-width product of the unsigned x and k (a
+  tensor of x's dtype or a Python int), each of 2 * `half` bits. prng.cc multiplies in u64; here in half-width pieces
+  (Hacker's Delight's mulhu), so no intermediate overflows and none wraps (tinygrad's range analysis would take a
+  wrapped product's bounds at face value, and folds constants with unbounded ints):
+  x * k = (xh*kh + (t >> h)) * 2**2h + u * 2**h + (ll & m), t = xh*kl + (ll >> h), u = xl*kh + (t & m), m = 2**h - 1."""
+  m = 2 ** half - 1
+  xl, xh, kl, kh = x & m, x >> half, k & m, k >> half
   ll = xl * kl
-  t = xh * kl + (ll >> 16)                                     # <= (2**16 - 1)**2 + 2**16 - 1 < 2**32
-  u = xl * kh + (t & 0xFFFF)                                   # likewise
-  lo = ((u & 0xFFFF) << 16) | (ll & 0xFFFF)
-  hi = xh * kh + (t >> 16) + (u >> 16)                         # < 2**32: the product is < 2**64
+  t = xh * kl + (ll >> half)                                   # <= m**2 + m < 2**2h
+  u = xl * kh + (t & m)                                        # likewise
+  lo = ((u & m) << half) | (ll & m)
+  hi = xh * kh + (t >> half) + (u >> half)                     # < 2**2h: the product is < 2**4h
   return hi, lo
+
+
+# ---- mulhi: the high half of an integer product ----------------------------------------------------------------
+
+_UNSIGNED_OF = {np.dtype(f"{k}{n}"): np.dtype(f"u{n}") for k in "iu" for n in (1, 2, 4, 8)}
+
+
+@register(primitive("mulhi_p"))
+def mulhi(x, y):
+  """lax.mulhi (XLA's chlo.mulhi): the upper N bits of the 2N-bit product of N-bit integers; for signed ones, of the
+  signed product. The unsigned high half of the bit patterns, computed without overflow (8/16-bit: the product in
+  uint32; 32/64-bit: _mul_hi_lo in 16/32-bit halves, so 32-bit needs no 64-bit integers), then for signed operands
+  the identity mulhi_s(x, y) = mulhi_u(x, y) - (x < 0 ? y : 0) - (y < 0 ? x : 0) (mod 2**N)."""
+  dt = np.dtype(jdtype(x))
+  if dt not in _UNSIGNED_OF or np.dtype(jdtype(y)) != dt:
+    raise TypeError(f"tinyjax: mulhi takes two integer operands of one dtype, got {dt} and {jdtype(y)}")
+  n, u = dt.itemsize * 8, to_tiny(_UNSIGNED_OF[dt])
+  ux, uy = (x, y) if dt.kind == "u" else (x.bitcast(u), y.bitcast(u))
+  if n <= 16: hi = ((ux.cast(tg.uint32) * uy.cast(tg.uint32)) >> n).cast(u)   # < 2**32: exact
+  else: hi = _mul_hi_lo(ux, uy, n // 2)[0]
+  if dt.kind == "u": return hi
+  wide = hi.dtype if n >= 32 else tg.uint32   # hi, ux, uy widened so that 8/16-bit sums do not wrap at all
+  mask = const(2 ** n - 1, to_jax(wide), ())
+  out, zero = hi.cast(wide), const(0, to_jax(wide), ())
+  for neg, other in ((x < 0, uy), (y < 0, ux)):
+    # out - c (mod 2**N) as out + (2**N - 1 - c) + 1, masked: no negative intermediate; for N = 32/64 the sum wraps
+    # in C's unsigned arithmetic and the mask gives tinygrad's range analysis (and constant folding) the wrapped value
+    out = (out + (mask - neg.where(other.cast(wide), zero)) + 1) & mask
+  return out.cast(u).bitcast(x.dtype)
 
 
 # ---- the philox4x32 and philox2x32 impls (jax._src.random.philox4x32 / philox2x32, new in jax 0.10) ---------------
@@ -368,6 +402,45 @@ def philox2x32(k0, x0, x1):
     x0, x1 = hi ^ x1 ^ k0, lo
   return [x0, x1]
 
+
+
+# ---- the threefry4x32 impl (jax._src.random.threefry4x32, new in jax 0.10) ---------------------------------------
+# Keys of impl 'threefry4x32' (key<fry4>, uint32[..., 4]). Like the philox impls, its seed/split/fold_in/random_bits are
+# jitted lax code around one primitive, threefry4x32_p(k0, k1, k2, k3, x0, x1, x2, x3) -> 4 words, elementwise over
+# operands that broadcast, traced by the key-primitive rules above. JAX lowers it with mlir.lower_fun of
+# _threefry4x32_lowering, a Python loop of lax ops; the rule is that loop, unrolled with Python-int rotation amounts
+# (as threefry2x32's: shifts by constant ints compile much faster than the generic shift rules' shifts by tensors).
+
+_threefry4x32_p = _jax_primitive("jax._src.random.threefry4x32", "threefry4x32_p")
+_ROTATIONS_4x32 = ((10, 26), (11, 21), (13, 27), (23, 5), (6, 20), (17, 11), (25, 10), (18, 20))   # Random123 R_32x4
+
+
+@register(_threefry4x32_p)   # (None, and so no rule, in a JAX without this impl)
+def threefry4x32(k0, k1, k2, k3, x0, x1, x2, x3):
+  """Threefry-4x32-20 of the counter (x0, x1, x2, x3) under the key (k0, k1, k2, k3): the Skein key schedule with
+  parity 0x1BD11BDA, injected every 4 rounds with the injection count added to the last word; even rounds mix
+  (0, 1) and (2, 3), odd rounds (0, 3) and (2, 1). uint32 adds wrap; wrap_int makes them exact where tinygrad folds
+  the hash at compile time (a constant key and counter)."""
+  shape, ops = _broadcast_uint32("threefry4x32", k0, k1, k2, k3, x0, x1, x2, x3)
+  if 0 in shape: return [const(0, np.uint32, shape)] * 4
+  w = wrap_int
+  rotl = lambda v, r: w(v << r) | (v >> (32 - r))
+  k0, k1, k2, k3, x0, x1, x2, x3 = ops
+  ks = [k0, k1, k2, k3, k0 ^ k1 ^ k2 ^ k3 ^ 0x1BD11BDA]
+  x0, x1, x2, x3 = w(x0 + ks[0]), w(x1 + ks[1]), w(x2 + ks[2]), w(x3 + ks[3])
+  for rnd in range(20):
+    r0, r1 = _ROTATIONS_4x32[rnd % 8]
+    if rnd % 2 == 0:
+      x0 = w(x0 + x1); x1 = x0 ^ rotl(x1, r0)
+      x2 = w(x2 + x3); x3 = x2 ^ rotl(x3, r1)
+    else:
+      x0 = w(x0 + x3); x3 = x0 ^ rotl(x3, r0)
+      x2 = w(x2 + x1); x1 = x2 ^ rotl(x1, r1)
+    if rnd % 4 == 3:
+      j = rnd // 4
+      x0, x1, x2 = w(x0 + ks[(1 + j) % 5]), w(x1 + ks[(2 + j) % 5]), w(x2 + ks[(3 + j) % 5])
+      x3 = w(x3 + ks[(4 + j) % 5] + (1 + j))
+  return [x0, x1, x2, x3]
 
 
 # ---- stopgap: shape primitives JAX's threefry split emits (jnp.stack) that shapes.py has no rule for yet ----------
