@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tinyjax import tiny, to_numpy
+from tinyjax import control_flow, tiny, to_numpy
 
 
 class Model(nn.Module):
@@ -46,7 +46,10 @@ def main():
   ap.add_argument("--batch", type=int, default=8)
   ap.add_argument("--features", type=int, default=32)
   ap.add_argument("--reps", type=int, default=5)
+  ap.add_argument("--steps-per-replay", type=int, default=control_flow.STEPS_PER_REPLAY,
+                  help="scan steps unrolled into one captured replay (control_flow.STEPS_PER_REPLAY)")
   args = ap.parse_args()
+  control_flow.STEPS_PER_REPLAY = args.steps_per_replay
   rng = np.random.default_rng(0)
   x = rng.normal(size=(args.batch, args.steps, args.features)).astype(np.float32)
   y = rng.normal(size=(args.batch, 1)).astype(np.float32)
@@ -54,7 +57,8 @@ def main():
   params = jax.jit(model.init)(jax.random.key(0), x)
   forward = lambda p, x: model.apply(p, x)
   loss_and_grad = jax.value_and_grad(lambda p, x, y: jnp.mean((model.apply(p, x) - y) ** 2))
-  print(f"LSTM: {args.steps} steps, hidden {args.hidden}, batch {args.batch}, {args.features} features")
+  print(f"LSTM: {args.steps} steps, hidden {args.hidden}, batch {args.batch}, {args.features} features, "
+        f"{args.steps_per_replay} step(s) per replay")
   for name, fn, fargs in (("forward", forward, (params, x)), ("value_and_grad", loss_and_grad, (params, x, y))):
     jitted, tinied = jax.jit(fn), tiny(fn)
     with jax.default_matmul_precision("highest"):   # float32 as tinygrad computes it (jax on GPU defaults to TF32)
