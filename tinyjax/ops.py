@@ -68,8 +68,25 @@ def is_float(x: Tensor) -> bool: return tg.is_float(x.dtype)
 def is_unsigned(x: Tensor) -> bool: return tg.is_unsigned(x.dtype)
 def is_bool(x: Tensor) -> bool: return x.dtype == tg.bool
 def bits(x: Tensor) -> int: return x.dtype.itemsize * 8
-def full_like(x: Tensor, value) -> Tensor: return const(value, jdtype(x), x.shape)
-def nan_where(mask: Tensor, x: Tensor) -> Tensor: return mask.where(full_like(x, math.nan), x)
+def full_like(x: Tensor, value) -> Tensor:
+  if isinstance(value, float) and math.isnan(value) and x.dtype in _QUIET_NAN: return nan_like(x)
+  return const(value, jdtype(x), x.shape)
+def nan_where(mask: Tensor, x: Tensor) -> Tensor: return mask.where(nan_like(x), x)
+
+
+_QUIET_NAN = {tg.float16: (tg.uint16, 0x7E00), tg.bfloat16: (tg.uint16, 0x7FC0), tg.float32: (tg.uint32, 0x7FC00000),
+              tg.float64: (tg.uint64, 0x7FF8000000000000)}
+
+
+def nan_like(x: Tensor) -> Tensor:
+  """NaN in x's shape and float dtype, computed from x's own bits (exponent and quiet bit set, so NaN whatever x is)
+  rather than stored: tinygrad cannot fold it into a NaN constant (whose `NaN != NaN` it would fold to False, see
+  const), so it needs neither a NaN-filled buffer (one more kernel, and a read) nor anything but an OR in the kernel.
+  The sign is x's (XLA's NaN sign is not observable in parity). A graph of constants only would still fold whole, so
+  that keeps const's buffer."""
+  if x.dtype not in _QUIET_NAN or _constant_expr(x.uop): return const(math.nan, jdtype(x), x.shape)
+  unsigned, quiet = _QUIET_NAN[x.dtype]
+  return (x.bitcast(unsigned) | quiet).bitcast(x.dtype)
 
 
 _UNSIGNED = {tg.int8: tg.uint8, tg.int16: tg.uint16, tg.int32: tg.uint32, tg.int64: tg.uint64}
