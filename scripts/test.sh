@@ -3,7 +3,7 @@
 # the whole test suite on DEV=CPU, then a representative subset again on DEV=CL. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh "clang-19 pocl-opencl-icd" "test,opencl"
+bash scripts/setup.sh "clang-19 pocl-opencl-icd ocl-icd-libopencl1" "test,opencl"
 export CC=${CC:-clang-19}
 export TINYJAX_EXAMPLES=${TINYJAX_EXAMPLES:-8}   # hypothesis examples per generated test: CI's time budget; raise locally   # bfloat16 kernels need clang >= 17; Debian 12's default clang is 14
 echo "== DEV=CPU: the whole suite"

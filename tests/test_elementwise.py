@@ -545,3 +545,25 @@ def test_jnp(name, fn, dtype, data):
                                               "remainder": lambda x: jnp.remainder(x, x[::-1]), "abs": jnp.abs}, INTS))
 def test_jnp_int(name, fn, dtype):
   check(fn, unary_values(dtype))
+
+
+@pytest.mark.parametrize("n", [4, 8, 16, 33])
+def test_sign_extended_unsigned_to_float_side_by_side(n):
+  """clang's SLP vectorizer turned a sign extension feeding an unsigned -> float conversion into a zero extension when
+  4-16 of them sit side by side (int8 -1 -> uint32 -> float32 gave 255); tinyjax's C renderer writes those
+  conversions without uitofp (tinyjax/compiler.py)."""
+  x8 = np.full(n, -1, np.int8); x8[::3] = -128; x8[1::5] = 5
+  check(lambda x: x.astype(jnp.uint32).astype(jnp.float32), x8)
+  check(lambda x: x.astype(jnp.uint32).astype(jnp.float32) + x.astype(jnp.uint16).astype(jnp.float32), x8)
+  u32 = np.array([0, 1, 2**24 + 1, 2**31, 2**32 - 1, 2**32 - 129, 16777217 * 3, 123456789] * 5, np.uint32)[:n]
+  check(lambda x: x.astype(jnp.float32), u32)
+
+
+def test_sign_extended_uint64_to_float_under_x64():
+  with jax.enable_x64(True):
+    x16 = np.array([-1, -32768, 7, 0, -2, 300, -300, 1] * 2, np.int16)
+    for dtype in (jnp.float32, jnp.float64):
+      check(lambda x: x.astype(jnp.uint64).astype(dtype), x16)
+    u64 = np.array([0, 1, 2**63, 2**64 - 1, 2**63 + 2**40 + 1, 12345678901234567890, 2**24 + 1, 2**53 + 1], np.uint64)
+    for dtype in (jnp.float32, jnp.float64):
+      check(lambda x: x.astype(dtype), u64)

@@ -1,35 +1,24 @@
-"""A compiler flag tinyjax needs on tinygrad's CPU device.
+"""What tinyjax changes in tinygrad's C renderer (the CPU device's kernels), and why.
 
-clang's SLP vectorizer (which packs straight-line scalar code into vector instructions) miscompiles conversions that
-tinygrad's C renderer emits: clang 19 turns `(float)(unsigned int)(signed char)x` into a zero extension when 4 to 16
-of them sit side by side, so int8 -1 -> uint32 -> float32 gives 255 instead of 4294967295 (at -O2, with or without
--march=native); clang 22 still does it for `(float)(unsigned long)(short)x` with -march=native. tinygrad vectorizes
-explicitly (float4 types in the C source), so turning the pass off costs little and makes those kernels correct.
+1. Unsigned -> float conversions. clang's SLP vectorizer (which packs straight-line scalar code into vector
+   instructions) miscompiles them when their operand was sign-extended: clang 19 turns `(float)(unsigned int)(signed
+   char)x` into a zero extension when 4 to 16 of them sit side by side, so int8 -1 -> uint32 -> float32 gives 255
+   instead of 4294967295 (at -O2, with or without -march=native); clang 22 does it for `(float)(unsigned long)(short)x`
+   with -march=native. Turning the pass off (-mllvm -vectorize-slp=false, an earlier fix) halved the speed of float
+   kernels (the prototype CNN: 525 -> 1,114 ms on the 2-core CPU), so instead such conversions are written without
+   `uitofp`: uint32 as two exact 16-bit halves summed once (one rounding: the correctly rounded result), uint64 as
+   compiler-rt does (a signed conversion, or half the value with a sticky low bit, doubled, past 2**63).
+2. bfloat16 as a 16-bit integer, below.
 
-The flag rides in the renderer's target: ClangCompiler turns each feature `f` after the CPU name into `-mf`, so
-`llvm=-vectorize-slp=false` becomes `-mllvm=-vectorize-slp=false`. The target is what tinygrad pickles to the worker
-processes that compile kernels in parallel (which never import tinyjax), and it is part of the compile cache key, so
-kernels compiled without the flag are not reused. Only for clang: tinygrad also runs with CC=gcc, which has no -mllvm
-and no SLP vectorizer at -O2.
+The overrides live on the renderer instance and travel in its pickle: tinygrad compiles kernels in worker processes
+that never import tinyjax, rebuilding the renderer from its target (PatternMatcher pickles its lambdas by code;
+tinygrad registers code objects with copyreg).
 """
-import os
-from dataclasses import replace
+import struct
 
+from tinygrad.dtype import AddrSpace, dtypes, float_to_bf16
 from tinygrad.renderer.cstyle import ClangRenderer
-
-FEATURE = "llvm=-vectorize-slp=false"
-
-
-def _with_feature(init):
-  def __init__(self, target):
-    is_clang = "clang" in os.path.basename(os.environ.get("CC", "clang"))   # (CC may be gcc, which has no -mllvm)
-    if is_clang and target.arch and FEATURE not in target.arch.split(","): target = replace(target, arch=f"{target.arch},{FEATURE}")
-    init(self, target)
-  __init__.tinyjax_feature = True
-  return __init__
-
-
-if not getattr(ClangRenderer.__init__, "tinyjax_feature", False): ClangRenderer.__init__ = _with_feature(ClangRenderer.__init__)
+from tinygrad.uop.ops import Ops, PatternMatcher, UPat
 
 
 # ---- bfloat16 as a 16-bit integer in the C source ---------------------------------------------------------------
@@ -40,18 +29,20 @@ if not getattr(ClangRenderer.__init__, "tinyjax_feature", False): ClangRenderer.
 # bf16 [0, 0]), and it dies on some bf16 vector shuffles ("Cannot select ... v32bf16", e.g. transposing a bf16
 # [2,4,4]). Rendering bf16 as `unsigned short` (as tinygrad's OpenCL renderer does) moves the same bits with integer
 # loads, stores and shuffles; constants are rendered as their bit pattern, since `(unsigned short)(1.5f)` would convert.
-# The renderer is pickled to tinygrad's compile workers as (class, target), and the workers never import tinyjax, so
-# the two overrides are instance attributes carried in the pickle's state (PatternMatcher pickles its lambdas by code;
-# tinygrad registers code objects with copyreg).
-import struct   # noqa: E402
-
-from tinygrad.dtype import dtypes, float_to_bf16   # noqa: E402
-from tinygrad.uop.ops import Ops, PatternMatcher, UPat   # noqa: E402
 
 BF16 = "unsigned short"
-_bf16_rewrite = PatternMatcher([
+_c_rewrite = PatternMatcher([
   (UPat.cvar("c").cast(dtypes.bfloat16),   # the bits of the bf16 value (round to nearest even; NaN and inf kept)
    lambda ctx, c: f"((unsigned short){struct.unpack('I', struct.pack('f', float_to_bf16(c.val)))[0] >> 16}u)"),
+  # uint32 -> float32/float64 as two exact halves and one rounding add (1. above)
+  (UPat(Ops.CAST, (dtypes.float32, dtypes.float64), src=(UPat.var("v", dtypes.uint32),), name="x"),
+   lambda ctx, x, v: None if x.max_numel() > 1 and x.addrspace is AddrSpace.REG else
+     f"(({ctx.render_type(x)})({ctx[v]} >> 16u) * 65536.0{'f' if x.dtype == dtypes.float32 else ''} + ({ctx.render_type(x)})({ctx[v]} & 0xFFFFu))"),
+  # uint64 -> float32/float64 as compiler-rt does it: a signed conversion, halving (sticky low bit) past 2**63
+  (UPat(Ops.CAST, (dtypes.float32, dtypes.float64), src=(UPat.var("v", dtypes.uint64),), name="x"),
+   lambda ctx, x, v: None if x.max_numel() > 1 and x.addrspace is AddrSpace.REG else
+     (lambda t, u: f"((long long)({u}) >= 0 ? ({t})(long long)({u}) : ({t})(long long)((({u}) >> 1) | (({u}) & 1ull)) * 2)")
+     (ctx.render_type(x), ctx[v])),
   # then the class's own rules: tinygrad's base_rewrite does not pickle (its lambdas use dtype.truncate's lambdas)
   (UPat(tuple(Ops), name="x"), lambda ctx, x: type(ctx).string_rewrite.rewrite(x, ctx=ctx)),
 ])
@@ -62,7 +53,7 @@ def _with_bf16_as_ushort(init):
     init(self, target)
     if self.type_map.get(dtypes.bfloat16) != BF16:
       self.type_map = {**self.type_map, dtypes.bfloat16: BF16}
-      self.string_rewrite = _bf16_rewrite
+      self.string_rewrite = _c_rewrite
   __init__.tinyjax_bf16 = True
   return __init__
 
