@@ -537,7 +537,12 @@ JNP = {
 @pytest.mark.parametrize("name, fn, dtype", params(JNP, FLOATS))
 @given_data
 def test_jnp(name, fn, dtype, data):
-  check(fn, drawn(data, dtype, (N,)))
+  x = drawn(data, dtype, (N,))
+  if name in ("floor_divide", "remainder") and np.dtype(dtype) != np.float16:
+    # XLA CPU flushes subnormal intermediates to zero (FTZ): fmod of two tiny normals can be subnormal there and
+    # exact here, and floor_divide then rounds differently (1.85e-38 // 1.18e-38: XLA 2, IEEE 1)
+    x = np.where(np.abs(x.astype(np.float32)) < 1e-30, 0, x).astype(x.dtype)
+  check(fn, x)
 
 
 @pytest.mark.parametrize("name, fn, dtype", params({"shifts": lambda x: (jnp.left_shift(x, 3), jnp.right_shift(x, x[::-1] % 9)),
