@@ -9,7 +9,11 @@ export TINYJAX_EXAMPLES=${TINYJAX_EXAMPLES:-8}   # hypothesis examples per gener
 echo "== DEV=CPU: the whole suite"
 # tests/test_random.py in a process of its own: in a worker that ran other files first, its sampler test once crashed
 # (a segfault inside a freshly captured CPU kernel; it passes alone and after its own file's tests: see the stop-8 note)
-DEV=CPU .venv/bin/python -m pytest -q -n 2 -p no:cacheprovider --durations=15 --ignore=tests/test_random.py "$@"
-DEV=CPU .venv/bin/python -m pytest -q -n 2 -p no:cacheprovider tests/test_random.py "$@"
+if [ $# -eq 0 ]; then
+  DEV=CPU .venv/bin/python -m pytest -q -n 2 -p no:cacheprovider --durations=15 --ignore=tests/test_random.py
+  DEV=CPU .venv/bin/python -m pytest -q -n 2 -p no:cacheprovider tests/test_random.py
+else
+  DEV=CPU .venv/bin/python -m pytest -q -n 2 -p no:cacheprovider --durations=15 "$@"
+fi
 echo "== DEV=CL (POCL, a real OpenCL device): the decorator contract, the interpreter and whole models"
 DEV=CL .venv/bin/python -m pytest -q -n 2 -p no:cacheprovider tests/test_decorator.py tests/test_interpreter.py tests/test_models.py "$@"
