@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
 from jax import lax
 from tinygrad import Tensor, dtypes as tg
 
@@ -209,6 +210,51 @@ def test_binary_float_special(name, fn, dtype):
 def test_binary_float(name, fn, dtype, data):
   shape = (N,)
   check(fn, drawn(data, dtype, shape), drawn(data, dtype, shape))
+
+
+# Expressions that tinygrad's algebraic rewrites (written for index math) changed on floats until tinyjax/ieee.py made
+# them decline: x*0 -> 0 (NaN*0 gave 0), x/x -> 1, (x*y)/y -> x, x/(1+x) -> 1-1/(1+x) (1e-10 gave 0), ...; and some that
+# XLA rewrites the same way, so parity needs them kept: (x/y)/z -> x/(y*z), (x+c1)+c2 -> x+(c1+c2).
+REWRITTEN = {
+  "x*0": lambda x, y: (x * 0.0, 0.0 * x, x * -0.0, (x + y) * 0.0),
+  "x/x": lambda x, y: (x / x, (x + y) / (x + y)),
+  "(x*y)/y": lambda x, y: ((x * y) / y, (y * x) / x),
+  "x/(1+x)": lambda x, y: (x / (1 + x), x * (y / (1 + x)), x / (1 + x) + y),
+  "(x/y)/z": lambda x, y: ((x / y) / (x + 1), (y / 3.0) / x),
+  "1/(x*c)": lambda x, y: (1 / (x * x), 1 / (x * x * x), 1 / (x * 3.0)),
+  "x*c0+x*c1": lambda x, y: (x * 0.1 + x * 0.7, (y + x * 0.1) + x * 0.7, x + x * 0.3, (y + x) + x * 0.3,
+                             (y + x * 0.3) + x, (y + x) + x),
+  "consts to the end": lambda x, y: ((x + 1.0) + y, (x * 2.0) * y, (x + 1.0) + 1e-8, (x * 2.0) * 0.5),
+  "-(x+y)": lambda x, y: (-(x + y), -(x + 1.0), 0.0 - (x + y), 0.0 - x, -0.0 - x, jnp.minimum(x + y, 1.0)),
+}
+
+
+def rewrite_operands(dtype):
+  """Zeros, ones, NaN, infinities and magnitudes in [1e-2, 1e2] (plus 1e-10 and 6e4 for x/(1+x) and overflow): these
+  expressions then stay clear of subnormals, which XLA CPU flushes to zero (README, known differences)."""
+  vals = np.array([0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3.0, -7.25, 1e-2, 100.0, math.nan, math.inf, -math.inf, 60000.0,
+                   1e-10, -1e-10])
+  rng = np.random.default_rng(1)
+  x, y = np.meshgrid(vals, vals)
+  spread = np.exp(rng.uniform(math.log(1e-2), math.log(1e2), (2, N))) * rng.choice([-1, 1], (2, N))
+  return np.concatenate([x.ravel(), spread[0]]).astype(dtype), np.concatenate([y.ravel(), spread[1]]).astype(dtype)
+
+
+def moderate_arrays(dtype, shape):
+  magnitude = st.floats(float(np.float32(1e-2)), 1e2, width=32)
+  elements = st.one_of(st.sampled_from([0.0, -0.0, 1.0, math.nan, math.inf, -math.inf]), magnitude, magnitude.map(lambda v: -v))
+  return hnp.arrays(np.float32, shape, elements=elements).map(lambda a: a.astype(dtype))
+
+
+@pytest.mark.parametrize("name, fn, dtype", params(REWRITTEN, FLOATS))
+def test_unsafe_rewrites_special(name, fn, dtype):
+  check(fn, *rewrite_operands(dtype))
+
+
+@pytest.mark.parametrize("name, fn, dtype", params(REWRITTEN, FLOATS))
+@given_data
+def test_unsafe_rewrites(name, fn, dtype, data):
+  check(fn, data.draw(moderate_arrays(dtype, (32,))), data.draw(moderate_arrays(dtype, (32,))))   # the grid is above
 
 
 @pytest.mark.parametrize("dtype", [dtype_param(d) for d in FLOATS])

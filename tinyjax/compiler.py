@@ -8,7 +8,8 @@
    kernels (the prototype CNN: 525 -> 1,114 ms on the 2-core CPU), so instead such conversions are written without
    `uitofp`: uint32 as two exact 16-bit halves summed once (one rounding: the correctly rounded result), uint64 as
    compiler-rt does (a signed conversion, or half the value with a sticky low bit, doubled, past 2**63).
-2. bfloat16 as a 16-bit integer, below.
+2. bfloat16 as a 16-bit integer, and float16 rounded after every op, below.
+3. Every renderer's pickle (any device) also carries ieee.py's patch of tinygrad's float-unsafe rewrite rules.
 
 The overrides live on the renderer instance and travel in its pickle: tinygrad compiles kernels in worker processes
 that never import tinyjax, rebuilding the renderer from its target (PatternMatcher pickles its lambdas by code;
@@ -16,8 +17,11 @@ tinygrad registers code objects with copyreg).
 """
 import struct
 
+from . import ieee
+
 from tinygrad.dtype import AddrSpace, dtypes, float_to_bf16
-from tinygrad.renderer.cstyle import ClangRenderer
+from tinygrad.renderer import Renderer
+from tinygrad.renderer.cstyle import ClangRenderer, create_non_native_float_pats
 from tinygrad.uop.ops import Ops, PatternMatcher, UPat
 
 
@@ -48,19 +52,31 @@ _c_rewrite = PatternMatcher([
 ])
 
 
+# ---- float16 rounded after every op -----------------------------------------------------------------------------
+# The C renderer's float16 is clang's `__fp16`, a storage-only type: C promotes it to float for arithmetic and rounds
+# only where a value is stored or assigned, so `(a + b) * 0.0f` with a + b past 65504 gives 0 instead of XLA's NaN (XLA
+# rounds every f16 op). tinygrad's own rule for bf16 (each ALU op computed in float, then cast back) does it for f16 too.
+_HALF_IN_FLOAT = create_non_native_float_pats((dtypes.half,), casting=False)
+
+
 def _with_bf16_as_ushort(init):
   def __init__(self, target):
     init(self, target)
     if self.type_map.get(dtypes.bfloat16) != BF16:
       self.type_map = {**self.type_map, dtypes.bfloat16: BF16}
       self.string_rewrite = _c_rewrite
+      self.extra_matcher = _HALF_IN_FLOAT + type(self).extra_matcher
   __init__.tinyjax_bf16 = True
   return __init__
 
 
-def _reduce(self): return self.__class__, (self.target,), {k: self.__dict__[k] for k in ("type_map", "string_rewrite") if k in self.__dict__}
+def _reduce(self):
+  """A renderer pickles as its target plus tinyjax's overrides and, first, the float-rule patch of ieee.py, so that the
+  compile worker that unpickles it runs that patch before compiling anything."""
+  return self.__class__, (self.target,), {"tinyjax_ieee": ieee.IN_WORKER,
+                                          **{k: self.__dict__[k] for k in ("type_map", "string_rewrite", "extra_matcher") if k in self.__dict__}}
 
 
 if not getattr(ClangRenderer.__init__, "tinyjax_bf16", False):
   ClangRenderer.__init__ = _with_bf16_as_ushort(ClangRenderer.__init__)
-  ClangRenderer.__reduce__ = _reduce
+  ClangRenderer.__reduce__ = Renderer.__reduce__ = _reduce

@@ -235,7 +235,17 @@ def elementwise(*primitives):
 # ---- arithmetic ------------------------------------------------------------------------------------------------
 
 elementwise(P.add_p, P.add_jaxvals_p)(wrapping(lambda x, y: x + y))
-elementwise(P.sub_p)(wrapping(lambda x, y: x - y))
+@elementwise(P.sub_p)
+@wrapping
+def sub(x, y):
+  if is_float(x) and _is_positive_zero(x): return (y == 0).where(x, -y)   # tinygrad folds 0 + -y to -y: 0 - 0 is +0
+  return x - y
+
+
+def _is_positive_zero(x: Tensor) -> bool:
+  u = x.uop.base
+  while u.op is Ops.CAST: u = u.src[0].base   # a bfloat16 operand arrives cast to float32
+  return u.op is Ops.CONST and float(u.arg) == 0 and math.copysign(1, float(u.arg)) > 0
 elementwise(P.mul_p)(wrapping(lambda x, y: x * y))
 neg = elementwise(P.neg_p)(wrapping(lambda x: -x if not tg.is_unsigned(x.dtype) else full_like(x, 0) - x))
 

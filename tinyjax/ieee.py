@@ -1,0 +1,67 @@
+"""Keeps tinygrad's algebraic rewrites from changing float results.
+
+tinygrad 0.14 simplifies its UOp graph with rules written for index arithmetic, and some of them also fire on floats,
+where they are not identities (XLA applies none of them to floats):
+
+  x*0 -> 0            NaN and inf times 0 give 0 instead of NaN; -2*0 loses its sign
+  x/x -> 1            0/0, inf/inf and NaN/NaN give 1 instead of NaN
+  (x*y)/y -> x        NaN where y is 0 or inf; no overflow or rounding of x*y
+  x*/(1+x) -> 1-1/(1+x)   cancellation: 1e-10/(1+1e-10) gives 0 instead of 1e-10 in float32
+  1/(x*c) -> (1/c)*(1/x), 1/(x*x) -> (1/x)*(1/x)                      other roundings, overflow to 0 or inf
+  x*c0+x*c1 -> x*(c0+c1), x+x*c -> x*(c+1), (y+x)+x -> y+x*2         other roundings
+  (x+c)+y -> (x+y)+c, (x*c)*y -> (x*y)*c                               (2e38*2)*0.25 gives 1e38 instead of inf
+  -(x+y) -> -x+-y, -(x+c) -> -x+-c                                     -(1 + -1) gives +0.0 instead of -0.0
+
+Kept, since XLA's algebraic simplifier does the same: (x/y)/z -> x/(y*z) (f16 (60000/0.5)/60001 is 2 under jax.jit),
+(x+c1)+c2 -> x+(c1+c2) and (x*c1)*c2 -> x*(c1*c2) ((-1+1)+1e-8 is 0, (2e38*2)*0.5 is 2e38).
+Each such rule is made to decline when a matched value is a float: its function's code is swapped for a guard that
+calls the original only for non-floats (the function object is shared by every PatternMatcher built from the rule, so
+one swap reaches them all). Kernels are compiled in tinygrad's worker processes, which import tinygrad but never
+tinyjax, so the same patch travels in the renderer's pickle (see compiler.py) and runs there when it is unpickled.
+"""
+import inspect
+
+
+def restrict_float_unsafe_rules():
+  """Idempotent; self-contained, since tinygrad's compile workers run it from its source text."""
+  import linecache
+  import types
+  from tinygrad.uop import symbolic
+  if getattr(symbolic, "_tinyjax_ieee", False): return
+  # a piece of the source line where each rule's function starts (tinygrad 0.14.0, uop/symbolic.py)
+  unsafe = ['(UPat.var("x") * 0, lambda x:', "# x/x -> 1", "# (x*x2)/x2 -> x",
+            "# (x*c0)+(x*c1) -> x*(c0+c1)", "lambda x,y,c0,c1: y+x*(c0+c1)", "# (x+x*c)-> x*(c+1)",
+            '((UPat.var("y") + UPat.var("x")) + UPat.var("x") * UPat.cvar("c"), lambda x,y,c: y+x*(c+1))',
+            '((UPat.var("y") + UPat.var("x") * UPat.cvar("c")) + UPat.var("x"), lambda x,y,c: y+x*(c+1))',
+            "lambda y,x: y+x*2", "# -(x+c) -> -x + -c", "# 1/(x^c) -> (1/x)^c",
+            "lambda x: x.reciprocal()*x.reciprocal()*x.reciprocal()", "# 1/(x*c) -> (1/c)*(1/x)",
+            "# x*/(1+x) -> 1-1/(1+x)", "lambda x,c1,y: (x+y)+c1", "lambda x,c1,y: (x*y)*c1", "lambda x,y,d: y*(1-d)", "lambda x,y,d: (1-d)+x*y", "# -(x+y) -> -x + -y"]
+  found = {}
+  for _, fxn in symbolic.sym.patterns:
+    if not isinstance(fxn, types.FunctionType) or fxn.__code__.co_filename != symbolic.__file__: continue
+    line = linecache.getline(fxn.__code__.co_filename, fxn.__code__.co_firstlineno)
+    for piece in unsafe:
+      if piece in line: found.setdefault(piece, []).append(fxn)
+  if missing := [p for p in unsafe if p not in found]:
+    raise RuntimeError(f"tinyjax.ieee: these tinygrad rules were not found (is tinygrad 0.14.0 installed?): {missing}")
+  for fxns in found.values():
+    for fxn in {id(f): f for f in fxns}.values():
+      code = fxn.__code__
+      params = ", ".join(code.co_varnames[:code.co_argcount])
+      original = types.FunctionType(code, fxn.__globals__, fxn.__name__, fxn.__defaults__)
+      guard = eval(f"lambda {params}, _rule=None: None if any(dtypes.is_float(v.dtype) for v in ({params},)) "
+                   f"else _rule({params})", fxn.__globals__)
+      fxn.__code__, fxn.__defaults__ = guard.__code__, (original,)
+  symbolic._tinyjax_ieee = True
+
+
+SOURCE = inspect.getsource(restrict_float_unsafe_rules) + "\nrestrict_float_unsafe_rules()\n"
+
+
+class _RunInWorker:
+  """Unpickles by running SOURCE: put in a renderer's pickled state, it patches the worker before it compiles."""
+  def __reduce__(self): return exec, (SOURCE, {"__name__": "tinyjax_ieee"})
+
+
+IN_WORKER = _RunInWorker()
+restrict_float_unsafe_rules()
