@@ -257,6 +257,19 @@ def test_unsafe_rewrites(name, fn, dtype, data):
   check(fn, data.draw(moderate_arrays(dtype, (32,))), data.draw(moderate_arrays(dtype, (32,))))   # the grid is above
 
 
+def right_nested(x, y, z): return x + (y + z), x * (y * z), x - (y - z), x * (y / z), (y + z) + x
+
+
+@pytest.mark.parametrize("dtype", [dtype_param(d) for d in FLOATS])
+def test_right_nested_operands(dtype):
+  """tinygrad's C-style renderers printed x+(y+z) as x+y+z, which C reads as (x+y)+z (1e8+(-1e8+1) gave 1, not 0)."""
+  big = float(jnp.finfo(dtype).max) / 2
+  x = np.array([1e8, big, 4096.0, 1.0], np.float64).astype(dtype)
+  y = np.array([-1e8, 4.0, -4096.0, 3.0], np.float64).astype(dtype)
+  z = np.array([1.0, 0.25, 1.0, 7.0], np.float64).astype(dtype)
+  check(right_nested, x, y, z)
+
+
 @pytest.mark.parametrize("dtype", [dtype_param(d) for d in FLOATS])
 @given_data
 def test_pow_integer_exponent(dtype, data):

@@ -11,6 +11,7 @@ where they are not identities (XLA applies none of them to floats):
   x*c0+x*c1 -> x*(c0+c1), x+x*c -> x*(c+1), (y+x)+x -> y+x*2         other roundings
   (x+c)+y -> (x+y)+c, (x*c)*y -> (x*y)*c                               (2e38*2)*0.25 gives 1e38 instead of inf
   -(x+y) -> -x+-y, -(x+c) -> -x+-c                                     -(1 + -1) gives +0.0 instead of -0.0
+and its C-style renderers print x+(y+z) as x+y+z, which C reads as (x+y)+z: 1e8+(-1e8+1) gave 1 instead of 0.
 
 Kept, since XLA's algebraic simplifier does the same: (x/y)/z -> x/(y*z) (f16 (60000/0.5)/60001 is 2 under jax.jit),
 (x+c1)+c2 -> x+(c1+c2) and (x*c1)*c2 -> x*(c1*c2) ((-1+1)+1e-8 is 0, (2e38*2)*0.5 is 2e38).
@@ -26,6 +27,7 @@ def restrict_float_unsafe_rules():
   """Idempotent; self-contained, since tinygrad's compile workers run it from its source text."""
   import linecache
   import types
+  from tinygrad.renderer import cstyle
   from tinygrad.uop import symbolic
   if getattr(symbolic, "_tinyjax_ieee", False): return
   # a piece of the source line where each rule's function starts (tinygrad 0.14.0, uop/symbolic.py)
@@ -35,23 +37,34 @@ def restrict_float_unsafe_rules():
             '((UPat.var("y") + UPat.var("x") * UPat.cvar("c")) + UPat.var("x"), lambda x,y,c: y+x*(c+1))',
             "lambda y,x: y+x*2", "# -(x+c) -> -x + -c", "# 1/(x^c) -> (1/x)^c",
             "lambda x: x.reciprocal()*x.reciprocal()*x.reciprocal()", "# 1/(x*c) -> (1/c)*(1/x)",
-            "# x*/(1+x) -> 1-1/(1+x)", "lambda x,c1,y: (x+y)+c1", "lambda x,c1,y: (x*y)*c1", "lambda x,y,d: y*(1-d)", "lambda x,y,d: (1-d)+x*y", "# -(x+y) -> -x + -y"]
-  found = {}
-  for _, fxn in symbolic.sym.patterns:
-    if not isinstance(fxn, types.FunctionType) or fxn.__code__.co_filename != symbolic.__file__: continue
-    line = linecache.getline(fxn.__code__.co_filename, fxn.__code__.co_firstlineno)
-    for piece in unsafe:
-      if piece in line: found.setdefault(piece, []).append(fxn)
-  if missing := [p for p in unsafe if p not in found]:
-    raise RuntimeError(f"tinyjax.ieee: these tinygrad rules were not found (is tinygrad 0.14.0 installed?): {missing}")
-  for fxns in found.values():
-    for fxn in {id(f): f for f in fxns}.values():
-      code = fxn.__code__
-      params = ", ".join(code.co_varnames[:code.co_argcount])
-      original = types.FunctionType(code, fxn.__globals__, fxn.__name__, fxn.__defaults__)
-      guard = eval(f"lambda {params}, _rule=None: None if any(dtypes.is_float(v.dtype) for v in ({params},)) "
-                   f"else _rule({params})", fxn.__globals__)
-      fxn.__code__, fxn.__defaults__ = guard.__code__, (original,)
+            "# x*/(1+x) -> 1-1/(1+x)", "lambda x,c1,y: (x+y)+c1", "lambda x,c1,y: (x*y)*c1",
+            "lambda x,y,d: y*(1-d)", "lambda x,y,d: (1-d)+x*y", "# -(x+y) -> -x + -y"]
+  # the C-style renderers print a+(b+c) as a+b+c, which C reads as (a+b)+c: only a left operand loses its parentheses
+  # for floats (renderer/cstyle.py, base_rewrite)
+  alu = '(UPat(GroupOp.ALU, name="x"), lambda ctx,x: ctx.code_for_op[x.op]('
+  left_only = ("lambda ctx,x: ctx.code_for_op[x.op](*([strip_parens(ctx[v]) if v.op == x.op and x.op in {Ops.ADD, Ops.MUL, "
+               "Ops.XOR, Ops.OR, Ops.AND} and (i == 0 or not dtypes.is_float(x.dtype)) else ctx[v] "
+               "for i, v in enumerate(x.src)]), x.dtype)")
+
+  def rules(matcher, module, pieces):
+    found = {}
+    for _, fxn in matcher.patterns:
+      if not isinstance(fxn, types.FunctionType) or fxn.__code__.co_filename != module.__file__: continue
+      line = linecache.getline(fxn.__code__.co_filename, fxn.__code__.co_firstlineno)
+      for piece in pieces:
+        if piece in line: found.setdefault(piece, {})[id(fxn)] = fxn
+    if missing := [p for p in pieces if p not in found]:
+      raise RuntimeError(f"tinyjax.ieee: these tinygrad rules were not found (is tinygrad 0.14.0 installed?): {missing}")
+    return [fxn for fxns in found.values() for fxn in fxns.values()]
+
+  for fxn in rules(symbolic.sym, symbolic, unsafe):
+    code = fxn.__code__
+    params = ", ".join(code.co_varnames[:code.co_argcount])
+    original = types.FunctionType(code, fxn.__globals__, fxn.__name__, fxn.__defaults__)
+    guard = eval(f"lambda {params}, _rule=None: None if any(dtypes.is_float(v.dtype) for v in ({params},)) "
+                 f"else _rule({params})", fxn.__globals__)
+    fxn.__code__, fxn.__defaults__ = guard.__code__, (original,)
+  for fxn in rules(cstyle.base_rewrite, cstyle, [alu]): fxn.__code__ = eval(left_only, fxn.__globals__).__code__
   symbolic._tinyjax_ieee = True
 
 
