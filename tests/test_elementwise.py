@@ -90,7 +90,9 @@ def dtype_param(dtype):
 
 # (primitive, dtype) -> why it is skipped
 SKIP = {("integer_pow0", BF16): "a kernel that only stores a bfloat16 constant hangs clang-19 -march=native (x86 with "
-                                "AVX512-BF16); the rule itself is full_like(x, 1)"}
+                                "AVX512-BF16); the rule itself is full_like(x, 1)",
+        ("(x/y)/z", F16): "XLA rewrites (x/y)/z to x/(y*z), and that float16 product overflows (60000/0.5/60001 is 2 "
+                          "under jax.jit, inf as written); tinyjax divides float16 in float32, one rounding per op"}
 
 
 def params(prims, dtypes):

@@ -252,6 +252,8 @@ neg = elementwise(P.neg_p)(wrapping(lambda x: -x if not tg.is_unsigned(x.dtype) 
 
 @elementwise(P.div_p)
 def div(x, y):
+  # tinygrad divides as x * (1/y); in float16 (CUDA's hrcp, OpenCL's half) that rounds twice, in float32 once more
+  if x.dtype == tg.float16: return (x.cast(tg.float32) / y.cast(tg.float32)).cast(tg.float16)
   if is_float(x): return x / y
   # XLA: truncate toward zero; x/0 is -1 (all ones), INT_MIN/-1 is INT_MIN.
   safe_y = (y == 0).where(full_like(y, 1), y)
