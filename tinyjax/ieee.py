@@ -24,12 +24,13 @@ import inspect
 
 
 def restrict_float_unsafe_rules():
-  """Idempotent; self-contained, since tinygrad's compile workers run it from its source text."""
+  """Patches the rules and returns their functions. Idempotent (a second call patches nothing and returns []);
+  self-contained, since tinygrad's compile workers run it from its source text."""
   import linecache
   import types
   from tinygrad.renderer import cstyle
   from tinygrad.uop import symbolic
-  if getattr(symbolic, "_tinyjax_ieee", False): return
+  if getattr(symbolic, "_tinyjax_ieee", False): return []
   # a piece of the source line where each rule's function starts (tinygrad 0.14.0, uop/symbolic.py)
   unsafe = ['(UPat.var("x") * 0, lambda x:', "# x/x -> 1", "# (x*x2)/x2 -> x",
             "# (x*c0)+(x*c1) -> x*(c0+c1)", "lambda x,y,c0,c1: y+x*(c0+c1)", "# (x+x*c)-> x*(c+1)",
@@ -57,15 +58,34 @@ def restrict_float_unsafe_rules():
       raise RuntimeError(f"tinyjax.ieee: these tinygrad rules were not found (is tinygrad 0.14.0 installed?): {missing}")
     return [fxn for fxns in found.values() for fxn in fxns.values()]
 
-  for fxn in rules(symbolic.sym, symbolic, unsafe):
+  guarded, rendered = rules(symbolic.sym, symbolic, unsafe), rules(cstyle.base_rewrite, cstyle, [alu])
+  for fxn in guarded:
     code = fxn.__code__
     params = ", ".join(code.co_varnames[:code.co_argcount])
     original = types.FunctionType(code, fxn.__globals__, fxn.__name__, fxn.__defaults__)
     guard = eval(f"lambda {params}, _rule=None: None if any(dtypes.is_float(v.dtype) for v in ({params},)) "
                  f"else _rule({params})", fxn.__globals__)
     fxn.__code__, fxn.__defaults__ = guard.__code__, (original,)
-  for fxn in rules(cstyle.base_rewrite, cstyle, [alu]): fxn.__code__ = eval(left_only, fxn.__globals__).__code__
+  for fxn in rendered: fxn.__code__ = eval(left_only, fxn.__globals__).__code__
   symbolic._tinyjax_ieee = True
+  return guarded + rendered
+
+
+def forget_compiled(patched):
+  """If tinygrad ran before tinyjax was imported, its matchers hold compiled copies of the old rules (made at their
+  first match) and its caches hold kernels lowered with them: drop those, so the patched rules are compiled anew."""
+  import gc
+  from tinygrad.codegen import to_program_cache
+  from tinygrad.schedule import schedule_cache
+  from tinygrad.uop.ops import PatternMatcher, upat_deferred_compile, upat_interpret
+  from tinygrad.uop.upat import upat_compile
+  patched = {id(f) for f in patched}
+  upat_compile.cache_clear(), upat_interpret.cache_clear(), to_program_cache.clear(), schedule_cache.clear()
+  for matcher in [o for o in gc.get_objects() if isinstance(o, PatternMatcher)]:
+    fxns = {id(p): fxn for p, fxn in matcher.patterns if id(fxn) in patched}
+    for entries in matcher.pdict.values():
+      for entry in entries:
+        if id(entry[0]) in fxns: entry[1] = upat_deferred_compile(entry[0], fxns[id(entry[0])], entry)
 
 
 SOURCE = inspect.getsource(restrict_float_unsafe_rules) + "\nrestrict_float_unsafe_rules()\n"
@@ -77,4 +97,4 @@ class _RunInWorker:
 
 
 IN_WORKER = _RunInWorker()
-restrict_float_unsafe_rules()
+forget_compiled(restrict_float_unsafe_rules())
