@@ -4,7 +4,7 @@ tinygrad 0.14 simplifies its UOp graph with rules written for index arithmetic, 
 where they are not identities (XLA applies none of them to floats):
 
   x*0 -> 0            NaN and inf times 0 give 0 instead of NaN; -2*0 loses its sign
-  x/x -> 1            0/0, inf/inf and NaN/NaN give 1 instead of NaN
+  x/x -> 1            0/0, inf/inf and NaN/NaN give 1 instead of NaN (now: 1 where x is finite and nonzero, else NaN)
   (x*y)/y -> x        NaN where y is 0 or inf; no overflow or rounding of x*y
   x*/(1+x) -> 1-1/(1+x)   cancellation: 1e-10/(1+1e-10) gives 0 instead of 1e-10 in float32
   1/(x*c) -> (1/c)*(1/x), 1/(x*x) -> (1/x)*(1/x)                      other roundings, overflow to 0 or inf
@@ -32,7 +32,7 @@ def restrict_float_unsafe_rules():
   from tinygrad.uop import symbolic
   if getattr(symbolic, "_tinyjax_ieee", False): return []
   # a piece of the source line where each rule's function starts (tinygrad 0.14.0, uop/symbolic.py)
-  unsafe = ['(UPat.var("x") * 0, lambda x:', "# x/x -> 1", "# (x*x2)/x2 -> x",
+  unsafe = ['(UPat.var("x") * 0, lambda x:', "# (x*x2)/x2 -> x",
             "# (x*c0)+(x*c1) -> x*(c0+c1)", "lambda x,y,c0,c1: y+x*(c0+c1)", "# (x+x*c)-> x*(c+1)",
             '((UPat.var("y") + UPat.var("x")) + UPat.var("x") * UPat.cvar("c"), lambda x,y,c: y+x*(c+1))',
             '((UPat.var("y") + UPat.var("x") * UPat.cvar("c")) + UPat.var("x"), lambda x,y,c: y+x*(c+1))',
@@ -40,6 +40,8 @@ def restrict_float_unsafe_rules():
             "lambda x: x.reciprocal()*x.reciprocal()*x.reciprocal()", "# 1/(x*c) -> (1/c)*(1/x)",
             "# x*/(1+x) -> 1-1/(1+x)", "lambda x,c1,y: (x+y)+c1", "lambda x,c1,y: (x*y)*c1",
             "lambda x,y,d: y*(1-d)", "lambda x,y,d: (1-d)+x*y", "# -(x+y) -> -x + -y"]
+  # rules whose float result is written out instead (declining x/x left FDIV(c, c) nodes that tinygrad cannot fold)
+  for_floats = {"# x/x -> 1": "(x.ne(0) & (x * 0).eq(0)).where(x.const_like(1.0), x.const_like(math.nan))"}
   # the C-style renderers print a+(b+c) as a+b+c, which C reads as (a+b)+c: only a left operand loses its parentheses
   # for floats (renderer/cstyle.py, base_rewrite)
   alu = '(UPat(GroupOp.ALU, name="x"), lambda ctx,x: ctx.code_for_op[x.op]('
@@ -58,14 +60,30 @@ def restrict_float_unsafe_rules():
       raise RuntimeError(f"tinyjax.ieee: these tinygrad rules were not found (is tinygrad 0.14.0 installed?): {missing}")
     return [fxn for fxns in found.values() for fxn in fxns.values()]
 
-  guarded, rendered = rules(symbolic.sym, symbolic, unsafe), rules(cstyle.base_rewrite, cstyle, [alu])
-  for fxn in guarded:
+  # tinygrad's reduce collapse (codegen/simplify.py: a sum over a one-hot mask becomes a load) relies on these rules
+  # to cancel its mask terms, and without them its graph grows past the rewrite limit: inside it they stay on (the
+  # zeros there are masked-out terms, not values). A list, since a compiled rule keeps its globals by value.
+  collapsing = symbolic.__dict__.setdefault("_tinyjax_collapsing", [0])
+  from tinygrad.codegen import simplify
+  collapse = simplify.reduce_collapse
+  counted = {}
+  exec("def counted(red, u, pm=None, _inner=None, _depth=None):\n  _depth[0] += 1\n  try: return _inner(red, u, pm)\n"
+       "  finally: _depth[0] -= 1", collapse.__globals__, counted)
+  inner = types.FunctionType(collapse.__code__, collapse.__globals__, collapse.__name__, collapse.__defaults__)
+  collapse.__code__, collapse.__defaults__ = counted["counted"].__code__, (collapse.__defaults__[0], inner, collapsing)
+
+  def guard(fxn, float_result="None"):
     code = fxn.__code__
     params = ", ".join(code.co_varnames[:code.co_argcount])
     original = types.FunctionType(code, fxn.__globals__, fxn.__name__, fxn.__defaults__)
-    guard = eval(f"lambda {params}, _rule=None: None if any(dtypes.is_float(v.dtype) for v in ({params},)) "
-                 f"else _rule({params})", fxn.__globals__)
-    fxn.__code__, fxn.__defaults__ = guard.__code__, (original,)
+    new = eval(f"lambda {params}, _rule=None: ({float_result}) if _tinyjax_collapsing[0] == 0 and "
+               f"any(dtypes.is_float(v.dtype) for v in ({params},)) else _rule({params})", fxn.__globals__)
+    fxn.__code__, fxn.__defaults__ = new.__code__, (original,)
+
+  guarded, rendered = rules(symbolic.sym, symbolic, unsafe), rules(cstyle.base_rewrite, cstyle, [alu])
+  for fxn in guarded: guard(fxn)
+  for piece, result in for_floats.items():
+    for fxn in rules(symbolic.sym, symbolic, [piece]): guard(fxn, result); guarded.append(fxn)
   for fxn in rendered: fxn.__code__ = eval(left_only, fxn.__globals__).__code__
   symbolic._tinyjax_ieee = True
   return guarded + rendered
