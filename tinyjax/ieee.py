@@ -24,7 +24,7 @@ import inspect
 
 
 def restrict_float_unsafe_rules():
-  """Patches the rules and returns their functions. Idempotent (a second call patches nothing and returns []);
+  """Patches the rules (and reduce_collapse) and returns the functions patched. Idempotent (a second call patches nothing and returns []);
   self-contained, since tinygrad's compile workers run it from its source text."""
   import linecache
   import types
@@ -86,7 +86,7 @@ def restrict_float_unsafe_rules():
     for fxn in rules(symbolic.sym, symbolic, [piece]): guard(fxn, result); guarded.append(fxn)
   for fxn in rendered: fxn.__code__ = eval(left_only, fxn.__globals__).__code__
   symbolic._tinyjax_ieee = True
-  return guarded + rendered
+  return guarded + rendered + [collapse]
 
 
 def forget_compiled(patched):
