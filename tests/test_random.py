@@ -520,14 +520,22 @@ def test_philox_keys_in_and_out(impl):
   keys_round_trip(jax.random.key(1701, impl=impl))
 
 
-@pytestmark_philox
-def test_philox_as_default_impl():
+def default_impl_switched(impl):
+  """A tiny function of a seed under `impl` as jax's default PRNG (keys, legacy keys) and back to threefry2x32: each
+  flip of the default re-traces. Returns the function."""
   f = lambda s: [jax.random.key(s), jax.random.PRNGKey(s), jax.random.normal(jax.random.PRNGKey(s), (5,)),
                  jax.random.split(jax.random.PRNGKey(s), 3), jax.random.bits(jax.random.key(s), (4,), jnp.uint8)]
   g = tiny(f)
-  with jax.default_prng_impl("philox4x32"):
+  with jax.default_prng_impl(impl):
     assert_same(g(np.int32(9)), jax.jit(f)(np.int32(9)))
-  assert_same(g(np.int32(9)), jax.jit(f)(np.int32(9)))   # back to threefry: the flipped default re-traces
+    check(lambda k: [jax.random.uniform(k, (3,)), jax.random.fold_in(k, 2)], jax.random.PRNGKey(5))   # a legacy key
+  assert_same(g(np.int32(9)), jax.jit(f)(np.int32(9)))
+  return f
+
+
+@pytestmark_philox
+def test_philox_as_default_impl():
+  f = default_impl_switched("philox4x32")
   before = jax.config.jax_default_prng_impl
   jax.config.update("jax_default_prng_impl", "philox4x32")
   try:
@@ -654,13 +662,7 @@ def test_threefry4x32_keys_in_and_out():
 
 @pytestmark_fry4
 def test_threefry4x32_as_default_impl():
-  f = lambda s: [jax.random.key(s), jax.random.PRNGKey(s), jax.random.normal(jax.random.PRNGKey(s), (5,)),
-                 jax.random.split(jax.random.PRNGKey(s), 3), jax.random.bits(jax.random.key(s), (4,), jnp.uint8)]
-  g = tiny(f)
-  with jax.default_prng_impl("threefry4x32"):
-    assert_same(g(np.int32(9)), jax.jit(f)(np.int32(9)))
-    check(lambda k: [jax.random.uniform(k, (3,)), jax.random.fold_in(k, 2)], jax.random.PRNGKey(5))   # a legacy key
-  assert_same(g(np.int32(9)), jax.jit(f)(np.int32(9)))   # back to threefry2x32: the flipped default re-traces
+  default_impl_switched("threefry4x32")
 
 
 @pytestmark_fry4

@@ -17,12 +17,12 @@ tinygrad registers code objects with copyreg).
 """
 import struct
 
-from . import ieee
-
 from tinygrad.dtype import AddrSpace, dtypes, float_to_bf16
 from tinygrad.renderer import Renderer
 from tinygrad.renderer.cstyle import ClangRenderer, create_non_native_float_pats
 from tinygrad.uop.ops import Ops, PatternMatcher, UPat
+
+from . import ieee
 
 
 # ---- bfloat16 as a 16-bit integer in the C source ---------------------------------------------------------------

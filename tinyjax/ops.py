@@ -235,6 +235,12 @@ def elementwise(*primitives):
 # ---- arithmetic ------------------------------------------------------------------------------------------------
 
 elementwise(P.add_p, P.add_jaxvals_p)(wrapping(lambda x, y: x + y))
+def _is_positive_zero(x: Tensor) -> bool:
+  u = x.uop.base
+  while u.op is Ops.CAST: u = u.src[0].base   # a bfloat16 operand arrives cast to float32
+  return u.op is Ops.CONST and float(u.arg) == 0 and math.copysign(1, float(u.arg)) > 0
+
+
 @elementwise(P.sub_p)
 @wrapping
 def sub(x, y):
@@ -242,18 +248,14 @@ def sub(x, y):
   return x - y
 
 
-def _is_positive_zero(x: Tensor) -> bool:
-  u = x.uop.base
-  while u.op is Ops.CAST: u = u.src[0].base   # a bfloat16 operand arrives cast to float32
-  return u.op is Ops.CONST and float(u.arg) == 0 and math.copysign(1, float(u.arg)) > 0
 elementwise(P.mul_p)(wrapping(lambda x, y: x * y))
 neg = elementwise(P.neg_p)(wrapping(lambda x: -x if not tg.is_unsigned(x.dtype) else full_like(x, 0) - x))
 
 
 @elementwise(P.div_p)
 def div(x, y):
-  # tinygrad divides as x * (1/y); in float16 (CUDA's hrcp, OpenCL's half) that rounds twice, in float32 once more
-  if x.dtype == tg.float16: return (x.cast(tg.float32) / y.cast(tg.float32)).cast(tg.float16)
+  # tinygrad divides as x * (1/y), which in float16 (CUDA's hrcp, OpenCL's half) rounds twice: divide in float32
+  if x.dtype == tg.float16: return _in_f32(div)(x, y)
   if is_float(x): return x / y
   # XLA: truncate toward zero; x/0 is -1 (all ones), INT_MIN/-1 is INT_MIN.
   safe_y = (y == 0).where(full_like(y, 1), y)
