@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tinyjax import control_flow, tiny, to_numpy
+from tinyjax import tiny, to_numpy
+from tinyjax.rules import control_flow
 
 
 class Model(nn.Module):

@@ -15,23 +15,6 @@ from jax.extend.core import primitives as P
 
 from . import ops
 
-# Why a primitive has no rule. Anything not named here is simply not written yet.
-_COMPLEX = "tinygrad has no complex dtype (see README: complex numbers)"
-_MULTI_DEVICE = "multi-device collective: tinyjax runs one device per program"
-UNSUPPORTED_WHY = {
-  **{n: _COMPLEX for n in ("complex", "conj", "real", "imag", "fft")},
-  **{n: _MULTI_DEVICE for n in ("all_gather", "all_to_all", "axis_index", "pmax", "pmin", "ppermute", "psum",
-                                "ragged_all_to_all", "psum_scatter", "reduce_scatter", "pbroadcast")},
-  **{n: "stateful effects (Ref get/swap) are not interpreted" for n in ("get", "swap")},
-  "eig": "its eigenvalues and eigenvectors are complex (geev): " + _COMPLEX,
-  "schur": "the real Schur form is not unique (order of the eigenvalues, 2x2 blocks, signs of the Schur vectors): "
-           "matching jax.jit means replaying LAPACK gees's shifted QR sweeps and deflation decisions step by step",
-  "rng_uniform": "XLA's stateful RngUniform: jax.jit itself returns new values on every call (XLA's hidden generator "
-                 "state), so there is nothing to match; jax.random is bit-exact",
-  "custom_lin": "only in jax.linearize's linear Jaxpr of a custom_vjp function, which JAX itself cannot evaluate "
-                "(jax.jit raises TypeError: can't apply forward-mode autodiff (jvp) to a custom_vjp function); "
-                "jax.grad transposes it away",
-}
 MARKERS = ("<!-- coverage:start -->", "<!-- coverage:end -->")
 
 
@@ -43,12 +26,12 @@ def lax_primitives():
 
 
 def rule_location(rule) -> str:
-  return f"{rule.__module__.removeprefix('tinyjax.')}.{getattr(rule, '__name__', '?')}"
+  return f"{rule.fn.__module__.removeprefix('tinyjax.')}.{rule.fn.__name__}"
 
 
 def status(prim):
-  if prim in ops.RULES: return ("partial", ops.NOTES[prim]) if prim in ops.NOTES else ("supported", "")
-  return "unsupported", UNSUPPORTED_WHY.get(prim.name, "no rule yet")
+  if (rule := ops.RULES.get(prim)) is not None: return ("partial", rule.note) if rule.note else ("supported", "")
+  return "unsupported", ops.UNSUPPORTED.get(prim.name, "no rule yet")
 
 
 def coverage_table() -> str:

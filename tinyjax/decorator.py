@@ -17,7 +17,7 @@ from tinygrad.uop.ops import UOp
 
 from .capture import capture, dedupe, rebuild, replay, whole_buffers
 from .dtypes import is_key_dtype, physical_shape, to_jax, to_tiny
-from .control_flow import needs_host_sync
+from .rules.control_flow import needs_host_sync
 from .interpreter import building, collect_consts, const_tensor, eval_closed_jaxpr, numpy_to_tensor
 
 

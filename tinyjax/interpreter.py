@@ -8,12 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax._src import source_info_util
 from jax.extend import core as jcore
-from jax.extend.core import primitives as P
 from tinygrad import Tensor
 
 from .dtypes import is_key_dtype, to_tiny
 from .keys import apply_to_key_components, carries_keys
-from .ops import DEVICE, EQUATION, RULES, const, primitive, register
+from .ops import RULES, UNSUPPORTED
+from .rules.numerics import DEVICE, const
 
 # Tensors for a program's constants (closed-over arrays, array literals), made once per program and reused:
 # id(value) -> (value, Tensor). The value is kept so that its id stays unique while the program lives. Rules that
@@ -87,35 +87,53 @@ def _subjaxprs(params):
 
 # ---- errors that name the primitive and the user's line --------------------------------------------------------
 
-def apply_rule(eqn, invals):
-  rule = RULES.get(eqn.primitive)
-  if rule is None:
-    raise UnsupportedPrimitiveError(f"tinyjax has no rule for primitive '{eqn.primitive.name}'{describe(eqn)}")
-  token = EQUATION.set(eqn)
-  try:
-    if carries_keys(eqn): return apply_to_key_components(eqn, rule, invals, eqn.params)
-    return rule(*invals, **eqn.params)
-  except LocatedError as e:   # raised inside a sub-jaxpr: add the enclosing equation, up to the user's own line
-    e.args = (f"{e.args[0]}\n  inside '{eqn.primitive.name}' at {source_info_util.summarize(eqn.source_info)}",)
-    raise
-  except (NotImplementedError, TypeError, ValueError) as e:
-    raise _located(type(e) if type(e) in (NotImplementedError, TypeError, ValueError) else NotImplementedError,
-                   f"tinyjax: primitive '{eqn.primitive.name}' failed: {e}{describe(eqn)}") from e
-  except Exception as e:
-    raise _located(NotImplementedError, f"tinyjax: primitive '{eqn.primitive.name}' failed ({type(e).__name__}: {e}){describe(eqn)}") from e
-  finally: EQUATION.reset(token)
-
-
 class LocatedError(Exception):
-  """Marks an error that already names its primitive and line, so enclosing equations only add their own line."""
+  """An error that already names its primitive and the user's line; enclosing equations only add their own line."""
 
 
 class UnsupportedPrimitiveError(NotImplementedError, LocatedError):
-  """A primitive without a rule."""
+  """A primitive tinyjax has no rule for."""
 
 
-def _located(kind, message):
-  return type(f"Tinyjax{kind.__name__}", (kind, LocatedError), {})(message)
+class TinyjaxNotImplementedError(NotImplementedError, LocatedError):
+  """A rule met a case it does not support (a dtype, a parameter, a combination)."""
+
+
+class TinyjaxTypeError(TypeError, LocatedError):
+  """A rule was given a dtype or value kind that has no meaning for it (or no tinygrad equivalent)."""
+
+
+class TinyjaxValueError(ValueError, LocatedError):
+  """A rule was given a value it refuses."""
+
+
+class TinyjaxInternalError(RuntimeError, LocatedError):
+  """A rule failed in a way it did not anticipate: a bug in tinyjax or tinygrad, not an unsupported feature."""
+
+
+_LOCATED = {NotImplementedError: TinyjaxNotImplementedError, TypeError: TinyjaxTypeError, ValueError: TinyjaxValueError}
+
+
+def apply_rule(eqn, invals):
+  rule = RULES.get(eqn.primitive)
+  if rule is None:
+    why = UNSUPPORTED.get(eqn.primitive.name, "no rule yet")
+    raise UnsupportedPrimitiveError(f"tinyjax has no rule for primitive '{eqn.primitive.name}' ({why}){describe(eqn)}")
+  params = dict(eqn.params, in_avals=[v.aval for v in eqn.invars], out_avals=[v.aval for v in eqn.outvars]) \
+    if rule.with_avals else eqn.params
+  try:
+    if carries_keys(eqn, rule): return apply_to_key_components(eqn, rule.fn, invals, params)
+    return rule.fn(*invals, **params)
+  except LocatedError as e:   # raised inside a sub-jaxpr: add the enclosing equation, up to the user's own line
+    e.args = (f"{e.args[0]}\n  inside '{eqn.primitive.name}' at {source_info_util.summarize(eqn.source_info)}",)
+    raise
+  except MemoryError: raise
+  except Exception as e:
+    kind = next((located for base, located in _LOCATED.items() if isinstance(e, base)), None)
+    if kind is None:
+      raise TinyjaxInternalError(f"tinyjax: primitive '{eqn.primitive.name}' failed with an internal error "
+                                 f"({type(e).__name__}: {e}); please report it{describe(eqn)}") from e
+    raise kind(f"tinyjax: primitive '{eqn.primitive.name}' failed: {e}{describe(eqn)}") from e
 
 
 def describe(eqn) -> str:
@@ -127,36 +145,6 @@ def describe(eqn) -> str:
 def _short(v) -> str:
   s = "<jaxpr>" if isinstance(v, (jcore.ClosedJaxpr, jcore.Jaxpr)) else repr(v)
   return s if len(s) < 80 else s[:77] + "..."
-
-
-# ---- primitives that carry a sub-jaxpr: evaluate the primal computation ----------------------------------------
-
-@register(*filter(None, (primitive("jit_p"), primitive("pjit_p"))))
-def jit(*args, jaxpr, **_): return eval_closed_jaxpr(jaxpr, *args)
-
-
-@register(P.closed_call_p)
-def closed_call(*args, call_jaxpr, **_): return eval_closed_jaxpr(call_jaxpr, *args)
-
-
-@register(P.call_p)
-def call(*args, call_jaxpr, **_): return eval_jaxpr(call_jaxpr, [], *args)   # core.call_p: an open Jaxpr, no consts
-
-
-@register(primitive("composite_p"))
-def composite(*args, jaxpr, **_): return eval_closed_jaxpr(jaxpr, *args)   # lax.composite: its decomposition
-
-
-@register(P.remat_p)
-def remat(*args, jaxpr, **_): return eval_jaxpr(jaxpr, [], *args)
-
-
-@register(P.custom_jvp_call_p)
-def custom_jvp_call(*args, call_jaxpr, **_): return eval_closed_jaxpr(call_jaxpr, *args)
-
-
-@register(P.custom_vjp_call_p)
-def custom_vjp_call(*args, call_jaxpr, **_): return eval_closed_jaxpr(call_jaxpr, *args)
 
 
 @contextlib.contextmanager

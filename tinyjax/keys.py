@@ -3,19 +3,15 @@
 A key array of logical shape S is a uint32 tensor of shape S + key_shape, but a movement rule's params speak of S
 (`k1, k2 = split(k)` is a slice and a squeeze of key<fry>[2]). The interpreter applies such an equation to each uint32
 component of the key data in turn, with the params unchanged, and stacks the components back: correct for any
-primitive whose every output element is a copy of some input element (or of a padding/fill key). Sub-jaxpr
+primitive (registered with moves_keys=True) whose every output element is a copy of some input element (or of a padding/fill key). Sub-jaxpr
 primitives (jit, cond, while, scan) are not listed: their key operands flow through to the inner equations.
 """
 import numpy as np
 
 from .dtypes import is_key_dtype
 
-KEY_MOVERS = ("broadcast_in_dim", "reshape", "squeeze", "transpose", "rev", "slice", "dynamic_slice",
-              "dynamic_update_slice", "gather", "scatter", "concatenate", "pad", "select_n", "split", "stack", "unstack")
-
-
 def apply_to_key_components(eqn, rule, invals, params):
-  """Evaluate a data-movement equation over typed keys one key-data component at a time (see KEY_MOVERS)."""
+  """Evaluate a data-movement equation over typed keys one key-data component at a time (rules registered with moves_keys=True)."""
   key_in = [is_key_dtype(v.aval.dtype) for v in eqn.invars]
   if not all(is_key_dtype(v.aval.dtype) for v in eqn.outvars):
     raise NotImplementedError(f"'{eqn.primitive.name}' mixing typed-key and other outputs")
@@ -32,6 +28,6 @@ def apply_to_key_components(eqn, rule, invals, params):
   return outs if eqn.primitive.multiple_results else outs[0]
 
 
-def carries_keys(eqn) -> bool:
+def carries_keys(eqn, rule) -> bool:
   """Whether this equation moves typed keys, so must be applied per key-data component."""
-  return eqn.primitive.name in KEY_MOVERS and any(is_key_dtype(v.aval.dtype) for v in (*eqn.invars, *eqn.outvars))
+  return rule.moves_keys and any(is_key_dtype(v.aval.dtype) for v in (*eqn.invars, *eqn.outvars))

@@ -10,7 +10,7 @@ import functools
 import jax
 import numpy as np
 
-from .ops import const, jdtype
+from .rules.numerics import const, jdtype
 
 
 @functools.lru_cache(maxsize=512)

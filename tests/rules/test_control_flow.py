@@ -1,4 +1,4 @@
-"""Control flow (tinyjax/control_flow.py) against jax.jit: cond/switch, while_loop with data-dependent trip counts,
+"""Control flow (tinyjax/rules/control_flow.py) against jax.jit: cond/switch, while_loop with data-dependent trip counts,
 scan (forward, reverse, consts, length 0, keys) and its gradient, fori_loop, platform_dependent."""
 import jax
 import jax.numpy as jnp
@@ -8,7 +8,8 @@ from jax import lax
 from jax.extend.core import primitives as P
 
 from parity import assert_same, check
-from tinyjax import control_flow, tiny
+from tinyjax import tiny
+from tinyjax.rules import control_flow
 
 
 def check_eager(fn, *args, **kw):

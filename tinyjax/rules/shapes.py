@@ -6,11 +6,12 @@ import numpy as np
 from jax.extend.core import primitives as P
 from tinygrad import Tensor, dtypes as tg
 
-from .dtypes import to_tiny
-from .ops import primitive, register
+from ..dtypes import to_tiny
+from ..ops import primitive, register
+from .numerics import const, jdtype
 
 
-@register(P.broadcast_in_dim_p)
+@register(P.broadcast_in_dim_p, moves_keys=True)
 def broadcast_in_dim(x, *dyn_shape, shape, broadcast_dimensions, sharding=None):
   if dyn_shape: raise NotImplementedError("dynamic shapes")
   kept = [1] * len(shape)
@@ -18,34 +19,34 @@ def broadcast_in_dim(x, *dyn_shape, shape, broadcast_dimensions, sharding=None):
   return x.reshape(kept).expand(shape)
 
 
-@register(P.reshape_p)
+@register(P.reshape_p, moves_keys=True)
 def reshape(x, *dyn_shape, new_sizes, dimensions=None, sharding=None):
   if dyn_shape: raise NotImplementedError("dynamic shapes")
   if dimensions is not None: x = x.permute(dimensions)
   return x.reshape(new_sizes)
 
 
-@register(P.squeeze_p)
+@register(P.squeeze_p, moves_keys=True)
 def squeeze(x, *, dimensions):
   return x.reshape([d for i, d in enumerate(x.shape) if i not in dimensions])
 
 
-@register(P.transpose_p)
+@register(P.transpose_p, moves_keys=True)
 def transpose(x, *, permutation): return x.permute(permutation)
 
 
-@register(P.rev_p)
+@register(P.rev_p, moves_keys=True)
 def rev(x, *, dimensions): return x.flip(dimensions) if dimensions else x
 
 
-@register(P.slice_p)
+@register(P.slice_p, moves_keys=True)
 def slice_(x, *, start_indices, limit_indices, strides=None):
   x = x.shrink(tuple(zip(start_indices, limit_indices)))
   if strides is None or all(s == 1 for s in strides): return x
   return x[tuple(slice(None, None, s) for s in strides)]
 
 
-@register(P.pad_p)
+@register(P.pad_p, moves_keys=True)
 def pad(x, padding_value, *, padding_config):
   """XLA pad: per dimension (low, high, interior); negative low/high crop. A boolean mask goes through the same
   moves as x and marks the positions that come from x; the (traced) padding value fills the rest."""
@@ -68,13 +69,13 @@ def _interleave_zeros(x, dim, interior):
   return x.shrink(tuple((0, n + (n - 1) * interior) if i == dim else (0, d) for i, d in enumerate(x.shape)))
 
 
-@register(P.concatenate_p)
+@register(P.concatenate_p, moves_keys=True)
 def concatenate(*xs, dimension):
   xs = [x for x in xs if x.shape[dimension] > 0] or xs[:1]
   return xs[0].cat(*xs[1:], dim=dimension) if len(xs) > 1 else xs[0]
 
 
-@register(primitive("split_p"))
+@register(primitive("split_p"), moves_keys=True)
 def split(x, *, sizes, axis):
   starts = np.cumsum((0,) + tuple(sizes))
   return [x.shrink(tuple((int(starts[i]), int(starts[i + 1])) if d == axis else (0, n) for d, n in enumerate(x.shape)))
@@ -106,7 +107,7 @@ def _take(x: Tensor, index: tuple) -> Tensor:
   return x.cast(tg.uint8)[index].cast(tg.bool) if x.dtype == tg.bool else x[index]
 
 
-@register(P.dynamic_slice_p)
+@register(P.dynamic_slice_p, moves_keys=True)
 def dynamic_slice(x, *starts, slice_sizes):
   if x.ndim == 0 or 0 in slice_sizes: return x.shrink(tuple((0, s) for s in slice_sizes))
   index = [_along(_clamped_start(i, d - s) + Tensor.arange(s, dtype=tg.int32), dim, x.ndim)
@@ -114,7 +115,7 @@ def dynamic_slice(x, *starts, slice_sizes):
   return _take(x, tuple(index))
 
 
-@register(P.dynamic_update_slice_p)
+@register(P.dynamic_update_slice_p, moves_keys=True)
 def dynamic_update_slice(x, update, *starts):
   if x.ndim == 0: return update
   if 0 in update.shape: return x
@@ -123,3 +124,22 @@ def dynamic_update_slice(x, update, *starts):
             for dim, (i, d, s) in enumerate(zip(starts, x.shape, update.shape))]
   inside = functools.reduce(lambda a, b: a & b, [(o >= 0) & (o < s) for o, s in zip(offset, update.shape)])
   return inside.where(_take(update, tuple(o.maximum(0).minimum(s - 1) for o, s in zip(offset, update.shape))), x)
+
+
+@register(primitive("tile_p"))
+def tile(x, *, reps):
+  """jnp.tile's primitive: the operand repeated `reps` times along each axis (a typed key's data dims stay as they are)."""
+  reps = tuple(int(r) for r in reps) + (1,) * (x.ndim - len(reps))
+  out_shape = tuple(d * r for d, r in zip(x.shape, reps))
+  if 0 in out_shape: return const(0, jdtype(x), out_shape)
+  return x.repeat(*reps) if reps else x
+
+
+@register(primitive("stack_p"), moves_keys=True)
+def stack(*xs, axis): return xs[0].stack(*xs[1:], dim=axis)
+
+
+@register(primitive("unstack_p"), moves_keys=True)
+def unstack(x, *, axis):
+  return [x.shrink(tuple((i, i + 1) if d == axis else (0, n) for d, n in enumerate(x.shape))).squeeze(axis)
+          for i in range(x.shape[axis])]

@@ -34,8 +34,9 @@ import math
 import jax
 from tinygrad import Tensor, dtypes as tg
 
-from .interpreter import eval_closed_jaxpr
-from .ops import DEVICE, const, jdtype, primitive, register
+from ..interpreter import eval_closed_jaxpr
+from ..ops import primitive, register, unsupported
+from .numerics import DEVICE, const, jdtype
 
 L = {name: primitive(f"{name}_p") for name in ("cholesky", "triangular_solve", "lu", "geqrf", "geqp3", "householder_product",
                                                "qr", "eigh", "svd", "tridiagonal_solve", "lu_pivots_to_permutation", "ormqr",
@@ -606,3 +607,8 @@ def custom_linear_solve(*args, const_lengths, jaxprs):
   n_consts = sum(const_lengths)
   solve_consts = args[n_mv + n_vm:n_mv + n_vm + n_solve]
   return eval_closed_jaxpr(jaxprs.solve, *solve_consts, *args[n_consts:])
+
+
+unsupported("eig", why="its eigenvalues and eigenvectors are complex (geev): tinygrad has no complex dtype")
+unsupported("schur", why="the real Schur form is not unique (order of the eigenvalues, 2x2 blocks, signs of the Schur "
+            "vectors): matching jax.jit means replaying LAPACK gees's shifted QR sweeps and deflation decisions step by step")

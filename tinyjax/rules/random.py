@@ -30,21 +30,18 @@ import numpy as np
 from jax._src.random import prng
 from tinygrad import Tensor, dtypes as tg
 
-from .dtypes import is_key_dtype, to_tiny
-from .dtypes import to_jax
-from .ops import EQUATION, RULES, const, jdtype, nan_where, primitive, register, wrap_int
-from .traced import config_key as _config_key, evaluate as _eval, spec as _spec, trace as _trace
+from ..dtypes import is_key_dtype, to_jax, to_tiny
+from ..ops import primitive, register, unsupported
+from ..traced import config_key as _config_key, evaluate as _eval, spec as _spec, trace as _trace
+from .numerics import const, jdtype, wrap_int
 
 
 # ---- which impl a key belongs to -------------------------------------------------------------------------------
 
-def _key_impl(prim, keys):
-  eqn = EQUATION.get()
-  if eqn is None or eqn.primitive is not prim:   # called as a helper, not as the rule of an equation: never guess
-    raise NotImplementedError(f"tinyjax: '{prim.name}' needs its key's PRNG impl, which only its equation carries")
-  dtype = eqn.invars[0].aval.dtype
-  if not is_key_dtype(dtype): raise TypeError(f"tinyjax: '{prim.name}' expects a typed key, got {dtype}")
-  impl = dtype._impl
+def _key_impl(name, keys, key_aval):
+  """The PRNG impl of a typed key operand (its aval's dtype: key<fry> and key<phx4> share the key-data shape)."""
+  if not is_key_dtype(key_aval.dtype): raise TypeError(f"tinyjax: '{name}' expects a typed key, got {key_aval.dtype}")
+  impl = key_aval.dtype._impl
   if tuple(keys.shape[len(keys.shape) - len(impl.key_shape):]) != tuple(impl.key_shape):
     raise ValueError(f"tinyjax: key data of shape {keys.shape} does not end in {impl.name}'s key shape {impl.key_shape}")
   return impl
@@ -69,25 +66,25 @@ def random_seed(seeds, *, impl):
   return _eval(closed, seeds)[0]
 
 
-@register(primitive("random_bits_p"))
-def random_bits(keys, *, bit_width, shape):
-  impl = _key_impl(primitive("random_bits_p"), keys)
+@register(primitive("random_bits_p"), with_avals=True)
+def random_bits(keys, *, bit_width, shape, in_avals, out_avals):
+  impl = _key_impl("random_bits", keys, in_avals[0])
   ndim = len(_logical_shape(keys, impl))
   closed = _trace(_bits_fn(impl, ndim, bit_width, tuple(shape)), (_spec(keys),), _config_key())
   return _eval(closed, keys)[0]
 
 
-@register(primitive("random_split_p"))
-def random_split(keys, *, shape):
-  impl = _key_impl(primitive("random_split_p"), keys)
+@register(primitive("random_split_p"), with_avals=True)
+def random_split(keys, *, shape, in_avals, out_avals):
+  impl = _key_impl("random_split", keys, in_avals[0])
   ndim = len(_logical_shape(keys, impl))
   closed = _trace(_split_fn(impl, ndim, tuple(shape)), (_spec(keys),), _config_key())
   return _eval(closed, keys)[0]
 
 
-@register(primitive("random_fold_in_p"))
-def random_fold_in(keys, msgs):
-  impl = _key_impl(primitive("random_fold_in_p"), keys)
+@register(primitive("random_fold_in_p"), with_avals=True)
+def random_fold_in(keys, msgs, *, in_avals, out_avals):
+  impl = _key_impl("random_fold_in", keys, in_avals[0])
   keys_shape = _logical_shape(keys, impl)
   closed = _trace(_fold_in_fn(impl, keys_shape, tuple(msgs.shape)), (_spec(keys), _spec(msgs)), _config_key())
   return _eval(closed, keys, msgs)[0]
@@ -443,33 +440,9 @@ def threefry4x32(k0, k1, k2, k3, x0, x1, x2, x3):
   return [x0, x1, x2, x3]
 
 
-# ---- stopgap: shape primitives JAX's threefry split emits (jnp.stack) that shapes.py has no rule for yet ----------
-# Registered only while no other module has a rule for them; they belong in shapes.py.
-
-if primitive("stack_p") is not None and primitive("stack_p") not in RULES:
-  @register(primitive("stack_p"))
-  def stack(*xs, axis): return xs[0].stack(*xs[1:], dim=axis)
-
-if primitive("unstack_p") is not None and primitive("unstack_p") not in RULES:
-  @register(primitive("unstack_p"))
-  def unstack(x, *, axis):
-    return [x.shrink(tuple((i, i + 1) if d == axis else (0, n) for d, n in enumerate(x.shape))).squeeze(axis)
-            for i in range(x.shape[axis])]
+@register(primitive("random_clone_p"))
+def random_clone(key): return key   # jax.random.clone: the same key data (keys are values here, never consumed)
 
 
-# ---- erf_inv ---------------------------------------------------------------------------------------------------
-
-@register(jax.lax.erf_inv_p)
-def erf_inv(x):
-  """XLA's erf_inv (chlo legalization: Giles' single-precision polynomial for f32, the double one for f64), traced
-  from JAX's lax-op transcription of it (jax._src.pallas.utils). f16/bf16 are computed in f32 and rounded, as XLA
-  does for types narrower than f32."""
-  from jax._src.pallas import utils as pallas_utils
-  dt = np.dtype(jdtype(x))
-  wide = np.dtype(np.float64) if dt == np.float64 else np.dtype(np.float32)
-  xw = x if dt == wide else x.cast(to_tiny(wide))
-  closed = _trace(pallas_utils.erf_inv_lowering_helper, ((tuple(x.shape), wide),), _config_key())
-  out = _eval(closed, xw)[0]
-  out = nan_where(xw.abs() > 1, out)   # NaN outside [-1, 1]; the helper gets there via log1p(-inf) = NaN, which
-  return out if dt == wide else out.cast(x.dtype)   # ops._log1p returns as -inf (reported to its owner)
-
+unsupported("rng_uniform", why="XLA's stateful RngUniform: jax.jit itself returns new values on every call (XLA's hidden "
+            "generator state), so there is nothing to match; jax.random is bit-exact")

@@ -1,4 +1,4 @@
-"""Parity of gather and the scatter family (tinyjax/indexing.py) with jax.jit.
+"""Parity of gather and the scatter family (tinyjax/rules/indexing.py) with jax.jit.
 
 Generated XLA configurations (every dimension-number field, slice/window sizes, modes, out-of-bounds and duplicate
 indices, 0-size operands and index arrays) drive lax.gather / lax.scatter* directly; the jnp front ends (fancy
@@ -14,7 +14,7 @@ from hypothesis.extra import numpy as hnp
 from jax import lax
 from tinygrad import GlobalCounters, Tensor
 
-import tinyjax.indexing as indexing
+import tinyjax.rules.indexing as indexing
 from parity import arrays, check
 from tinyjax import tiny
 

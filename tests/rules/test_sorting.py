@@ -1,4 +1,4 @@
-"""Parity of the sorting rules (tinyjax/sorting.py) with jax.jit: sort with any operands, keys, dimension and
+"""Parity of the sorting rules (tinyjax/rules/sorting.py) with jax.jit: sort with any operands, keys, dimension and
 stability; top_k and approx_top_k; the total-order comparisons (through jnp.searchsorted too); and the jnp functions
 built on them (sort, argsort, lexsort, unique, median, percentile, quantile, partition). Inputs are full of ties and
 special values (NaN of both signs, ±inf, ±0, INT_MIN/MAX). Each example builds one program with many outputs."""

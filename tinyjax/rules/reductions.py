@@ -16,8 +16,9 @@ from jax.extend import core as jcore
 from jax.extend.core import primitives as P
 from tinygrad import Tensor, dtypes as tg
 
-from .dtypes import to_jax, to_tiny
-from .ops import bits, const, is_bool, is_float, is_unsigned, jdtype, nan_where, register, wrap_int
+from ..dtypes import to_jax, to_tiny
+from ..ops import RULES, register
+from .numerics import bits, const, is_bool, is_float, is_unsigned, jdtype, nan_where, wrap_int
 
 UNSIGNED = {1: tg.uint8, 2: tg.uint16, 4: tg.uint32, 8: tg.uint64}   # the same-width unsigned view, for bit work
 
@@ -179,7 +180,7 @@ def _batched_body(jaxpr, consts, size):
 
 def apply_body(jaxpr, consts, lhs, rhs):
   """body(*lhs, *rhs) elementwise over tensors of one shape (lists of Tensors; scalars broadcast)."""
-  from .traced import evaluate   # the interpreter imports the rule modules; import late
+  from ..traced import evaluate   # the interpreter imports the rule modules; import late
   shape = next((tuple(t.shape) for t in (*lhs, *rhs) if t.ndim), ())
   size = math.prod(shape)
   args = [(t.reshape((1,) * len(shape)).expand(shape) if t.shape != shape else t).reshape(size) for t in (*lhs, *rhs)]
@@ -237,7 +238,6 @@ def reduce(*operands_and_inits, computation=None, jaxpr, dimensions):
   if n == 0: return [i.reshape((1,) * len(out_shape)).expand(out_shape) if out_shape else i for i in inits]
   prims = monoid_bodies(jaxpr, jaxpr.consts, k)
   if prims and all(monoid_applies(p, x) for p, x in zip(prims, operands)):
-    from .ops import RULES
     return [RULES[p](init, MONOID_REDUCTIONS[p][1](x, dims)) for x, init, p in zip(operands, inits, prims)]
   moved = [x.permute(*kept, *dims).reshape(*out_shape, n) for x in operands]
   return fold(jaxpr.jaxpr, jaxpr.consts, moved, inits)

@@ -1,4 +1,4 @@
-"""jax.random on tinygrad, bit-exact with jax.jit (tinyjax/random.py): the key primitives (random_seed/bits/split/
+"""jax.random on tinygrad, bit-exact with jax.jit (tinyjax/rules/random.py): the key primitives (random_seed/bits/split/
 fold_in/wrap/unwrap), the threefry2x32 hash they are made of, erf_inv, the samplers built on them, and keys that
 go in and out of tiny functions (TinyKey), so a training loop can carry its key from call to call. Also
 rng_bit_generator (XLA's RngBitGenerator: THREE_FRY, PHILOX, RNG_DEFAULT) and the rbg/unsafe_rbg impls built on it, and

@@ -21,8 +21,9 @@ import numpy as np
 from jax.extend.core import primitives as P
 from tinygrad import Tensor, dtypes as tg
 
-from .dtypes import to_jax, to_tiny
-from .ops import const, is_bool, is_float, jdtype, nan_where, register
+from ..dtypes import to_jax, to_tiny
+from ..ops import register
+from .numerics import const, is_bool, is_float, jdtype, nan_where
 from .reductions import _identity, apply_body, fold, monoid_bodies
 from .shapes import _interleave_zeros, pad
 

@@ -26,7 +26,8 @@ import numpy as np
 from jax.extend.core import primitives as P
 from tinygrad import Tensor, dtypes as tg
 
-from .ops import EQUATION, bits, const, full_like, is_bool, is_float, is_unsigned, register
+from ..ops import register
+from .numerics import bits, const, full_like, is_bool, is_float, is_unsigned
 
 UNSIGNED = {1: tg.uint8, 2: tg.uint16, 4: tg.uint32, 8: tg.uint64}
 EXPONENT_MASK = {tg.float16: 0x7C00, tg.bfloat16: 0x7F80, tg.float32: 0x7F800000, tg.float64: 0x7FF0000000000000}
@@ -130,21 +131,14 @@ def _to_last(x: Tensor, axis: int, ndim: int | None = None) -> Tensor:
   return x if axis == last else x.transpose(axis, last)
 
 
-def _logical_ndims(operands) -> list[int]:
-  """Each operand's rank as JAX sees it (a typed PRNG key is carried as uint32 data with a trailing dim)."""
-  eqn = EQUATION.get()
-  if eqn is None or len(eqn.invars) != len(operands): return [x.ndim for x in operands]
-  return [len(v.aval.shape) for v in eqn.invars]
-
-
 # ---- sort ------------------------------------------------------------------------------------------------------
 
-@register(P.sort_p)
-def sort(*operands, dimension, is_stable, num_keys):
+@register(P.sort_p, with_avals=True)
+def sort(*operands, dimension, is_stable, num_keys, in_avals, out_avals):
   """XLA's sort: lexicographic over the first num_keys operands, the rest (PRNG keys too) carried by the same
   permutation. Always stable (is_stable=False allows any order of ties; XLA CPU's unstable sort reorders ties past 16
   elements, so carried operands of an unstable sort can differ from jax.jit's while still being a valid sort)."""
-  ndims = _logical_ndims(operands)
+  ndims = [len(a.shape) for a in in_avals]   # as JAX sees them: a typed PRNG key's data has more dims
   if any(x.ndim != nd for x, nd in zip(operands[:num_keys], ndims)):
     raise NotImplementedError("sort with a PRNG key array as a sort key (num_keys covers it)")
   nd, x0 = ndims[0], operands[0]
@@ -177,16 +171,16 @@ def top_k(x, *, k, axis=None):
   return [_to_last(values, axis), _to_last(indices, axis)]
 
 
-@register(P.approx_top_k_p)
+@register(P.approx_top_k_p, with_avals=True)
 def approx_top_k(x, *, k, reduction_dimension, recall_target, is_max_k, reduction_input_size_override,
-                 aggregate_to_topk):
+                 aggregate_to_topk, in_avals, out_avals):
   """Exact results (XLA CPU's fallback is an exact sort too): the top k (is_max_k) or bottom k along
   reduction_dimension; aggregate_to_topk=False returns as many as the Jaxpr's output has (XLA's reduction output
   size), still sorted. XLA compares with a plain GT/LT here, so -0.0 and +0.0 tie (as here) and NaN has no defined
   place (here: larger than +inf, as in sort); ties go to the lower index (XLA CPU's unstable sort keeps that only
   up to 16 elements)."""
   axis = reduction_dimension % x.ndim
-  size = EQUATION.get().outvars[0].aval.shape[axis] if EQUATION.get() is not None else k
+  size = out_avals[0].shape[axis]
   x = _to_last(x, axis)
   out_shape = (*x.shape[:-1], size)
   if x.shape[-1] == 1 or 0 in x.shape: return [_to_last(x.shrink_to(out_shape), axis), _to_last(const(0, np.int32, out_shape), axis)]

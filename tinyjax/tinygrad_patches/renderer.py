@@ -22,7 +22,7 @@ from tinygrad.renderer import Renderer
 from tinygrad.renderer.cstyle import ClangRenderer, create_non_native_float_pats
 from tinygrad.uop.ops import Ops, PatternMatcher, UPat
 
-from . import ieee
+from . import float_rules as ieee
 
 
 # ---- bfloat16 as a 16-bit integer in the C source ---------------------------------------------------------------

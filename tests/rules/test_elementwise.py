@@ -1,4 +1,4 @@
-"""Parity with jax.jit (XLA's CPU backend) for every elementwise rule in tinyjax/ops.py.
+"""Parity with jax.jit (XLA's CPU backend) for every elementwise rule in tinyjax/rules/elementwise.py.
 
 Each primitive is called through jax.lax, so the Jaxpr holds the primitive itself (a few jnp functions at the end
 check the wrappers users call). Every test compares with tests/parity.py: dtype-exact, NaN positions exact, integers
@@ -216,7 +216,7 @@ def test_binary_float(name, fn, dtype, data):
   check(fn, drawn(data, dtype, shape), drawn(data, dtype, shape))
 
 
-# Expressions that tinygrad's algebraic rewrites (written for index math) changed on floats until tinyjax/ieee.py made
+# Expressions that tinygrad's algebraic rewrites (written for index math) changed on floats until tinyjax/tinygrad_patches/float_rules.py made
 # them decline: x*0 -> 0 (NaN*0 gave 0), x/x -> 1, (x*y)/y -> x, x/(1+x) -> 1-1/(1+x) (1e-10 gave 0), ...; and some that
 # XLA rewrites the same way, so parity needs them kept: (x/y)/z -> x/(y*z), (x+c1)+c2 -> x+(c1+c2).
 REWRITTEN = {
@@ -628,7 +628,7 @@ def test_jnp_int(name, fn, dtype):
 def test_sign_extended_unsigned_to_float_side_by_side(n):
   """clang's SLP vectorizer turned a sign extension feeding an unsigned -> float conversion into a zero extension when
   4-16 of them sit side by side (int8 -1 -> uint32 -> float32 gave 255); tinyjax's C renderer writes those
-  conversions without uitofp (tinyjax/compiler.py)."""
+  conversions without uitofp (tinyjax/tinygrad_patches/renderer.py)."""
   x8 = np.full(n, -1, np.int8); x8[::3] = -128; x8[1::5] = 5
   check(lambda x: x.astype(jnp.uint32).astype(jnp.float32), x8)
   check(lambda x: x.astype(jnp.uint32).astype(jnp.float32) + x.astype(jnp.uint16).astype(jnp.float32), x8)

@@ -6,7 +6,7 @@ callback receives (jax Arrays on the CPU device) and result conversion are JAX's
 program's device, checked against the declared shapes and dtypes.
 
 A callback must run on every call, with that call's values, so a program holding one cannot be replayed from a
-TinyJit capture: these primitives are in control_flow.HOST_SYNC_PRIMITIVES, and the decorator re-interprets such
+TinyJit capture: these primitives are registered with host_sync=True, and the decorator re-interprets such
 programs on each call (kernels stay compiled; the cost is scheduling). For the same reason a cond whose branch holds
 a callback reads its index on the host and runs only the taken branch, and a callback in a loop body runs once per
 iteration, in order.
@@ -16,9 +16,10 @@ import numpy as np
 from jax._src import callback as jax_callback, debugging
 from tinygrad import Tensor, dtypes as tg
 
-from .control_flow import HOST_SYNC_PRIMITIVES, refuse_inside_jit_capture
-from .interpreter import numpy_to_tensor
-from .ops import DEVICE, register
+from ..interpreter import numpy_to_tensor
+from ..ops import register
+from .control_flow import refuse_inside_jit_capture
+from .numerics import DEVICE
 
 
 def to_host(t: Tensor) -> np.ndarray:
@@ -32,12 +33,12 @@ def _host_args(name, args):
   return [to_host(a) for a in args]
 
 
-@register(debugging.debug_callback_p)
+@register(debugging.debug_callback_p, host_sync=True)
 def debug_callback(*args, **params):
   return debugging.debug_callback_p.impl(*_host_args("jax.debug.callback", args), **params)
 
 
-@register(getattr(debugging, "debug_print_p", None))
+@register(getattr(debugging, "debug_print_p", None), host_sync=True)
 def debug_print(*args, **params):
   return debugging.debug_print_p.impl(*_host_args("jax.debug.print", args), **params)
 
@@ -53,17 +54,13 @@ def _results(name, outs, result_avals):
   return [numpy_to_tensor(np.asarray(o), DEVICE.get()) for o in outs]
 
 
-@register(jax_callback.pure_callback_p)
+@register(jax_callback.pure_callback_p, host_sync=True)
 def pure_callback(*args, result_avals, **params):
   outs = jax_callback.pure_callback_impl(*_host_args("jax.pure_callback", args), result_avals=result_avals, **params)
   return _results("jax.pure_callback", outs, result_avals)
 
 
-@register(jax_callback.io_callback_p)
+@register(jax_callback.io_callback_p, host_sync=True)
 def io_callback(*args, result_avals, **params):
   outs = jax_callback.io_callback_impl(*_host_args("io_callback", args), result_avals=result_avals, **params)
   return _results("io_callback", outs, result_avals)
-
-
-HOST_SYNC_PRIMITIVES.update(p for p in (debugging.debug_callback_p, getattr(debugging, "debug_print_p", None),
-                                        jax_callback.pure_callback_p, jax_callback.io_callback_p) if p is not None)

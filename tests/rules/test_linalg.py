@@ -1,4 +1,4 @@
-"""Parity of the linear algebra rules (tinyjax/linalg.py) with jax.jit: cholesky, triangular_solve, lu, qr
+"""Parity of the linear algebra rules (tinyjax/rules/linalg.py) with jax.jit: cholesky, triangular_solve, lu, qr
 (geqrf/householder_product), eigh, svd, tridiagonal_solve, custom_linear_solve, and what jnp.linalg builds from them
 (solve, inv, det, slogdet, lstsq, pinv, norm, matrix_power, cond, matrix_rank), plus Flax's orthogonal initializer.
 

@@ -20,7 +20,9 @@ from jax import lax
 from jax.extend.core import primitives as P
 from tinygrad import Tensor, dtypes as tg
 
-from .ops import DEVICE, const, is_bool, is_float, is_unsigned, jdtype, max_, min_, primitive, register
+from ..ops import primitive, register
+from .elementwise import max_, min_
+from .numerics import DEVICE, const, is_bool, is_float, is_unsigned, jdtype
 from .reductions import reduce_max, reduce_min, reduce_prod, reduce_sum
 
 Mode = lax.GatherScatterMode
@@ -95,7 +97,7 @@ def _row_strides(sizes):
 
 # ---- gather ----------------------------------------------------------------------------------------------------
 
-@register(P.gather_p)
+@register(P.gather_p, moves_keys=True)
 def gather(operand, indices, *, dimension_numbers, slice_sizes, mode, fill_value=None, unique_indices=False,
            indices_are_sorted=False):
   dn, mode, n = dimension_numbers, _mode(mode), operand.ndim
@@ -196,8 +198,7 @@ def _is_plain_update(update_jaxpr) -> bool:
   return not jaxpr.eqns and len(jaxpr.outvars) == 1 and len(jaxpr.invars) == 2 and jaxpr.outvars[0] is jaxpr.invars[1]
 
 
-def _scatter(kind, operand, indices, updates, *, dimension_numbers, mode, update_jaxpr=None, update_consts=(),
-             indices_are_sorted=False, unique_indices=False):
+def _scatter(kind, operand, indices, updates, *, dimension_numbers, mode, update_jaxpr, update_consts):
   if kind == "set" and not _is_plain_update(update_jaxpr):
     raise NotImplementedError("scatter with a custom update computation (jnp's .at[].apply) is not supported")
   if kind in ("add", "sub", "mul") and is_bool(operand): raise NotImplementedError(f"scatter {kind} of booleans")
@@ -325,16 +326,18 @@ def _scatter_sorted(kind, base, key, valid, upd, R):
   return found.where(combine(base, new), base)
 
 
-def _register_scatter(prim, kind):
-  if prim is None: return
-  def rule(operand, indices, updates, **params): return _scatter(kind, operand, indices, updates, **params)
-  rule.__name__ = rule.__qualname__ = f"scatter_{kind}"
-  register(prim)(rule)
+def _scatter_rule(kind):
+  def rule(operand, indices, updates, *, dimension_numbers, mode, update_jaxpr=None, update_consts=(),
+           indices_are_sorted=False, unique_indices=False):
+    return _scatter(kind, operand, indices, updates, dimension_numbers=dimension_numbers, mode=mode,
+                    update_jaxpr=update_jaxpr, update_consts=update_consts)
+  rule.__name__ = rule.__qualname__ = f"scatter_{kind}" if kind != "set" else "scatter"
+  return rule
 
 
-_register_scatter(P.scatter_p, "set")
-_register_scatter(P.scatter_add_p, "add")
-_register_scatter(primitive("scatter_sub_p"), "sub")
-_register_scatter(P.scatter_mul_p, "mul")
-_register_scatter(P.scatter_min_p, "min")
-_register_scatter(P.scatter_max_p, "max")
+register(P.scatter_p, moves_keys=True)(_scatter_rule("set"))
+register(P.scatter_add_p)(_scatter_rule("add"))
+register(primitive("scatter_sub_p"))(_scatter_rule("sub"))
+register(P.scatter_mul_p)(_scatter_rule("mul"))
+register(P.scatter_min_p)(_scatter_rule("min"))
+register(P.scatter_max_p)(_scatter_rule("max"))

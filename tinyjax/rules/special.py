@@ -7,7 +7,7 @@ Two kinds of rule:
   traced and interpreted (tinyjax/traced.py), so XLA's algorithm is followed op for op. Several contain data-dependent
   `while` loops (series / continued fractions run until every element converged; rejection sampling), which tinyjax
   runs as a captured iteration replayed with a host read after each: these primitives are in
-  control_flow.HOST_SYNC_PRIMITIVES, so the decorator does not capture the program around them whole. (`lax.random_gamma_grad` is no primitive: it is inlined into the
+  registered with host_sync=True, so the decorator does not capture the program around them whole. (`lax.random_gamma_grad` is no primitive: it is inlined into the
   user's Jaxpr as lax ops and a while.)
 - The others XLA implements natively (CHLO decompositions in stablehlo's ChloLegalizeToStablehlo.cpp, erf as XLA's
   own Eigen-derived rational approximation). They are transcribed here with the same polynomials, constants and
@@ -26,14 +26,16 @@ import importlib
 import math
 
 import numpy as np
+import jax
 from jax import lax
 from jax._src.lax import special as lax_special
 from tinygrad import Tensor, dtypes as tg
 
-from . import ops
-from .control_flow import HOST_SYNC_PRIMITIVES
-from .ops import EQUATION, full_like, jdtype, nan_where, register, wrapping
-from .traced import config_key, evaluate, spec, trace
+from ..dtypes import to_tiny
+from ..ops import register
+from ..traced import config_key, evaluate, spec, trace
+from . import elementwise
+from .numerics import const, copysign, fabs, full_like, jdtype, nan_where, wrapping
 
 _LOW = (tg.float16, tg.bfloat16)
 
@@ -74,11 +76,11 @@ def _chebyshev(x: Tensor, coefficients) -> Tensor:
 
 
 def _sin(x: Tensor) -> Tensor:
-  """sin of an argument in [-pi/2, pi/2] (ops.sin refuses float64 for its large-argument reduction, not needed here)."""
-  return x.sin() if x.dtype == tg.float64 else ops.sin(x)
+  """sin of an argument in [-pi/2, pi/2] (elementwise.sin refuses float64 for its large-argument reduction, not needed here)."""
+  return x.sin() if x.dtype == tg.float64 else elementwise.sin(x)
 
 
-def _cos(x: Tensor) -> Tensor: return x.cos() if x.dtype == tg.float64 else ops.cos(x)
+def _cos(x: Tensor) -> Tensor: return x.cos() if x.dtype == tg.float64 else elementwise.cos(x)
 
 
 def _ge(a: Tensor, b) -> Tensor: return (a > b) | (a == b)   # tinygrad's >= is not(<): true for NaN
@@ -89,7 +91,7 @@ def _tiny(x: Tensor) -> float: return float(np.finfo(jdtype(x)).tiny)
 
 def _flush(x: Tensor) -> Tensor:
   """x with subnormals flushed to (signed) zero, as XLA's CPU code computes (FTZ/DAZ) in float32 and float64."""
-  return (ops._fabs(x) < _tiny(x)).where(ops._copysign(0.0, x), x)
+  return (fabs(x) < _tiny(x)).where(copysign(0.0, x), x)
 
 
 # ---- erf, erfc -------------------------------------------------------------------------------------------------
@@ -135,7 +137,7 @@ def erf(x):
   x2 = x * x
   p = x * _horner(x2, _ERF32_ALPHA)
   q = _horner(x2, _ERF32_BETA)
-  return _ge(x.abs(), 3.832506856900711).where(ops._copysign(1.0, x), p / q)   # (NaN: p / q is NaN)
+  return _ge(x.abs(), 3.832506856900711).where(copysign(1.0, x), p / q)   # (NaN: p / q is NaN)
 
 
 @chlo(lax.erfc_p, f64=_erfc64)
@@ -172,7 +174,7 @@ def _lanczos_z(x):
 
 
 def _log_t(z):   # log(z + g + 1/2) = log(g + 1/2) + log1p(z / (g + 1/2))
-  return full_like(z, math.log(_LANCZOS_G + 0.5)) + ops.log1p(z / full_like(z, _LANCZOS_G + 0.5))
+  return full_like(z, math.log(_LANCZOS_G + 0.5)) + elementwise.log1p(z / full_like(z, _LANCZOS_G + 0.5))
 
 
 @chlo(lax.lgamma_p)
@@ -184,13 +186,13 @@ def lgamma(x):
   t = full_like(x, _LANCZOS_G + 0.5) + z
   log_t = _log_t(z)
   r = (z + 0.5 - t / log_t) * log_t
-  lg = full_like(x, (math.log(2) + math.log(math.pi)) / 2) + r + ops.log(a)
+  lg = full_like(x, (math.log(2) + math.log(math.pi)) / 2) + r + elementwise.log(a)
   ax = x.abs()
   frac = ax - ax.floor()
   frac = (frac > 0.5).where(1 - frac, frac)
-  denom = ops.log(_sin(full_like(x, math.pi) * frac))
+  denom = elementwise.log(_sin(full_like(x, math.pi) * frac))
   refl = full_like(x, math.log(math.pi)) - denom - lg
-  refl = ops.is_finite(denom).where(refl, -denom)
+  refl = elementwise.is_finite(denom).where(refl, -denom)
   return x.isinf().where(full_like(x, math.inf), reflect.where(refl, lg))
 
 
@@ -230,12 +232,12 @@ def zeta(x, q):
   give +inf for even x, and x = 1 is +inf."""
   neg_x = -x
   acc = q
-  power_sum = ops._pow(q, neg_x)
+  power_sum = elementwise._pow(q, neg_x)
   for _ in range(9):
     acc = acc + 1
-    power_sum = power_sum + ops._pow(acc, neg_x)
+    power_sum = power_sum + elementwise._pow(acc, neg_x)
   acc = acc + 1
-  q_neg_power = ops._pow(acc, neg_x)
+  q_neg_power = elementwise._pow(acc, neg_x)
   correction = q_neg_power * acc / (x - 1)
   rsqrt_acc = 1 / (acc * acc)
   horner_sum, horner_product = full_like(q, 0), full_like(q, 1)
@@ -260,7 +262,7 @@ def polygamma(n, x):
   """CHLO's materializePolygamma: (-1)^(n+1) n! zeta(n+1, x) for natural n > 0, digamma for n = 0, NaN otherwise."""
   sign = (n - (n * 0.5).trunc() * 2) * 2 - 1                             # 2*fmod(n, 2) - 1 (NaN for ±inf)
   n1 = n + 1
-  out = sign * ops.exp(lgamma(n1)) * zeta(n1, x)
+  out = sign * elementwise.exp(lgamma(n1)) * zeta(n1, x)
   out = (n == 0).where(digamma(x), out)
   return nan_where((n != n.floor()) | (n < 0), out)
 
@@ -290,7 +292,7 @@ def _i1e(x, a, b):
   z = x.abs()
   le8 = z * _chebyshev(z * 0.5 - 2, a)
   gt8 = _chebyshev(32 / z - 2, b) / z.sqrt()
-  return ops.sign(x) * ((z < 8) | (z == 8)).where(le8, gt8)
+  return elementwise.sign(x) * ((z < 8) | (z == 8)).where(le8, gt8)
 
 
 @chlo(lax.bessel_i1e_p, f64=lambda x: _i1e(x, _I1E_A64, _I1E_B64))
@@ -317,13 +319,13 @@ def nextafter(x, y):
   x_sign, y_sign = xi & sign_bit, yi & sign_bit
   smaller = (x_abs > y_abs) | (x_sign != y_sign)
   ujax = jdtype(xi)
-  step = smaller.where(ops.const(u.max, ujax, x.shape), ops.const(1, ujax, x.shape))   # -1 or +1, modulo 2^bits
+  step = smaller.where(const(u.max, ujax, x.shape), const(1, ujax, x.shape))   # -1 or +1, modulo 2^bits
   out = wrapping(lambda a, b: a + b)(xi, step)
   out = (x_abs == 0).where((y_abs == 0).where(yi, y_sign | 1), out)
   xf, yf = (x.cast(tg.float32), y.cast(tg.float32)) if x.dtype in _LOW else (x, y)
   if x.dtype != tg.float16: xf, yf = _flush(xf), _flush(yf)
   out = (xf == yf).where(yi, out)
-  out = (xf.isnan() | yf.isnan()).where(ops.const(_QUIET_NAN[x.dtype], ujax, x.shape), out)
+  out = (xf.isnan() | yf.isnan()).where(const(_QUIET_NAN[x.dtype], ujax, x.shape), out)
   if x.dtype == tg.bfloat16:   # via float32, exactly: clang-19 crashes selecting vectorized bits stored as __bf16
     return (out.cast(tg.uint32) << 16).bitcast(tg.float32).cast(tg.bfloat16)
   return out.bitcast(x.dtype)
@@ -336,8 +338,7 @@ def traced(prim, fn, *, host_sync: bool):
   def rule(*xs):
     return evaluate(trace(fn, tuple(spec(x) for x in xs), config_key()), *xs)[0]
   rule.__name__ = rule.__qualname__ = prim.name
-  register(prim, note=_HOST_SYNC_NOTE if host_sync else None)(rule)
-  if host_sync: HOST_SYNC_PRIMITIVES.add(prim)
+  register(prim, note=_HOST_SYNC_NOTE if host_sync else None, host_sync=host_sync)(rule)
   return rule
 
 
@@ -376,14 +377,25 @@ def _gamma_fn(log_space: bool):
   return functools.partial(_RANDOM._gamma_impl, log_space=log_space, use_vmap=True)
 
 
-@register(_random_gamma_p, note=_HOST_SYNC_NOTE)
-def random_gamma(keys, a, *, log_space):
-  eqn = EQUATION.get()
-  if eqn is None or eqn.primitive is not _random_gamma_p:
-    raise NotImplementedError("tinyjax: random_gamma needs its key's PRNG impl, which only its equation carries")
-  key_aval = eqn.invars[0].aval
+@register(_random_gamma_p, note=_HOST_SYNC_NOTE, host_sync=True, with_avals=True)
+def random_gamma(keys, a, *, log_space, in_avals, out_avals):
+  key_aval = in_avals[0]   # its dtype names the key's PRNG impl
   closed = trace(_gamma_fn(bool(log_space)), ((tuple(key_aval.shape), key_aval.dtype), spec(a)), config_key())
   return evaluate(closed, keys, a)[0]
 
 
-if _random_gamma_p is not None: HOST_SYNC_PRIMITIVES.add(_random_gamma_p)
+# ---- erf_inv ---------------------------------------------------------------------------------------------------
+
+@register(jax.lax.erf_inv_p)
+def erf_inv(x):
+  """XLA's erf_inv (chlo legalization: Giles' single-precision polynomial for f32, the double one for f64), traced
+  from JAX's lax-op transcription of it (jax._src.pallas.utils). f16/bf16 are computed in f32 and rounded, as XLA
+  does for types narrower than f32."""
+  from jax._src.pallas import utils as pallas_utils
+  dt = np.dtype(jdtype(x))
+  wide = np.dtype(np.float64) if dt == np.float64 else np.dtype(np.float32)
+  xw = x if dt == wide else x.cast(to_tiny(wide))
+  closed = trace(pallas_utils.erf_inv_lowering_helper, ((tuple(x.shape), wide),), config_key())
+  out = evaluate(closed, xw)[0]
+  out = nan_where(xw.abs() > 1, out)   # NaN outside [-1, 1]; the helper gets there via log1p(-inf) = NaN, which
+  return out if dt == wide else out.cast(x.dtype)   # elementwise.log1p returns as -inf (reported to its owner)

@@ -1,4 +1,4 @@
-"""Parity of the reduction rules (tinyjax/reductions.py) with jax.jit: reductions over any axes (empty ones included),
+"""Parity of the reduction rules (tinyjax/rules/reductions.py) with jax.jit: reductions over any axes (empty ones included),
 arg-reductions with ties and NaN, dot_general with generated dimension numbers, cumulative ops, reduce_precision."""
 import math
 
@@ -14,7 +14,7 @@ from parity import FLOATS, INTS, arrays, shapes
 import test_shapes
 
 
-check = test_shapes.check   # parity.check (bf16 kernels no longer hit clang-19 bugs: see tinyjax/compiler.py)
+check = test_shapes.check   # parity.check (bf16 kernels no longer hit clang-19 bugs: see tinyjax/tinygrad_patches/renderer.py)
 
 NUMERIC = FLOATS + INTS
 SPECIAL = [math.nan, math.inf, -math.inf, -0.0, 0.0]

@@ -1,4 +1,4 @@
-"""Parity of the data-movement rules (tinyjax/shapes.py) with jax.jit: generated shapes, dtypes and parameters,
+"""Parity of the data-movement rules (tinyjax/rules/shapes.py) with jax.jit: generated shapes, dtypes and parameters,
 each primitive called through jax.lax so that the Jaxpr carries exactly the params under test."""
 import jax
 import jax.numpy as jnp
@@ -12,7 +12,7 @@ from parity import FLOATS, INTS, arrays, shapes
 ALL = FLOATS + INTS + [np.bool_]
 
 
-# parity.check itself: bfloat16 no longer crashes the C compiler (tinyjax/compiler.py renders bf16 as a 16-bit
+# parity.check itself: bfloat16 no longer crashes the C compiler (tinyjax/tinygrad_patches/renderer.py renders bf16 as a 16-bit
 # integer). Kept under this name for the test modules that import it from here.
 check = parity.check
 

@@ -29,27 +29,23 @@ from jax.extend import core as jcore
 from jax.extend.core import primitives as P
 from tinygrad import Tensor, TinyJit, Variable, dtypes as tg
 
-from .capture import capture, dedupe, rebuild, replay, whole_buffers
-from .dtypes import physical_shape, to_tiny
-from .interpreter import CONSTS, _subjaxprs, eval_closed_jaxpr
-from .ops import DEVICE, const, primitive, register
+from ..capture import capture, dedupe, rebuild, replay, whole_buffers
+from ..dtypes import physical_shape, to_tiny
+from ..interpreter import CONSTS, _subjaxprs, eval_closed_jaxpr
+from ..ops import RULES, primitive, register
+from .numerics import DEVICE, const
 
 
 class HostSyncInJitError(NotImplementedError):
   """A value must be read on the host mid-program (a while_loop's predicate), which a TinyJit capture cannot replay."""
 
 
-# Primitives whose rules evaluate a `while` internally (a traced JAX implementation: igamma, betainc, random_gamma, ...);
-# rule modules add to it.
-HOST_SYNC_PRIMITIVES: set = set()
-
-
 def needs_host_sync(closed) -> bool:
   """Whether evaluating this (Closed)Jaxpr reads values on the host: it contains a `while` anywhere, or a primitive
-  whose rule runs one (HOST_SYNC_PRIMITIVES)."""
+  whose rule runs one or reads the host otherwise (registered with host_sync=True)."""
   jaxpr = closed.jaxpr if isinstance(closed, jcore.ClosedJaxpr) else closed
   for eqn in jaxpr.eqns:
-    if eqn.primitive is P.while_p or eqn.primitive in HOST_SYNC_PRIMITIVES or steps_on_host(eqn): return True
+    if ((rule := RULES.get(eqn.primitive)) is not None and rule.host_sync) or steps_on_host(eqn): return True
     if any(needs_host_sync(sub) for sub in _subjaxprs(eqn.params)): return True
   return False
 
@@ -70,7 +66,7 @@ def _host_int(t: Tensor) -> int:
 # ---- cond / switch ---------------------------------------------------------------------------------------------
 
 @register(P.cond_p)
-def cond(index, *operands, branches, **_):   # other params (branches_platforms) only steer JAX's lowering
+def cond(index, *operands, branches, branches_platforms=None):   # (branches_platforms: for JAX's lowering)
   n = len(branches)
   if index.dtype == tg.bool: index = index.cast(tg.int32)
   if n == 1: return eval_closed_jaxpr(branches[0], *operands)
@@ -87,7 +83,7 @@ def cond(index, *operands, branches, **_):   # other params (branches_platforms)
 
 
 @register(primitive("platform_index_p"))
-def platform_index(*, platforms, **_):
+def platform_index(*, platforms, has_default=None):
   """The branch `lax.platform_dependent` takes. tinyjax's reference is jax.jit on CPU, so: the branch naming
   'cpu', else the default branch (None)."""
   for i, names in enumerate(platforms):
@@ -99,7 +95,7 @@ def platform_index(*, platforms, **_):
 
 # ---- while -----------------------------------------------------------------------------------------------------
 
-@register(P.while_p)
+@register(P.while_p, host_sync=True)
 def while_loop(*args, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
   cond_consts, body_consts = args[:cond_nconsts], args[cond_nconsts:cond_nconsts + body_nconsts]
   # (device buffers: a literal in the carry is a device-less constant, which realizing would put on the CPU device)

@@ -1,4 +1,4 @@
-"""Parity of the windowed rules (tinyjax/conv.py) with jax.jit: conv_general_dilated, reduce_window_{sum,max,min},
+"""Parity of the windowed rules (tinyjax/rules/conv.py) with jax.jit: conv_general_dilated, reduce_window_{sum,max,min},
 the generic reduce_window, select_and_scatter_add (max-pool VJP) and select_and_gather_add (max-pool JVP).
 
 Generated values are small integers (plus NaN/±inf/-0.0 where the result does not depend on summation order), so

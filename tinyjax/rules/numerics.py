@@ -1,0 +1,169 @@
+"""Helpers shared by the rule families: constants on the program's device, XLA's integer wrap-around, float bit
+tricks (sign bit, |x|, copysign, NaN), f16/bf16 evaluated in float32 and rounded as XLA rounds."""
+import contextvars
+import math
+import weakref
+
+import numpy as np
+from tinygrad import Tensor, dtypes as tg
+from tinygrad.uop.ops import GroupOp, Ops
+
+from ..dtypes import to_jax, to_tiny
+
+DEVICE = contextvars.ContextVar("tinyjax_device", default=None)   # set by the interpreter while a program is built
+
+
+def const(value, dtype, shape=()) -> Tensor:
+  """A constant of a JAX dtype on the program's device, folded into the kernels that use it.
+  NaN is the exception: tinygrad 0.14 folds `NaN != NaN` (its isnan) to False, so a NaN constant gets a buffer."""
+  value = np.asarray(value, dtype=np.dtype(dtype)).item() if np.ndim(value) == 0 else value
+  if np.ndim(value) == 0:
+    if isinstance(value, float) and math.isnan(value): return Tensor.full(shape, value, dtype=to_tiny(dtype), device=DEVICE.get())
+    # buffer=False: tinygrad 0.14's Tensor.full otherwise materializes a buffer (one more kernel per constant)
+    return Tensor.full(shape, value, dtype=to_tiny(dtype), buffer=False)
+  return Tensor(np.array(value, dtype=dtype), device=DEVICE.get())   # a writable copy: some devices' copy-in needs one
+
+
+def jdtype(x: Tensor) -> np.dtype: return to_jax(x.dtype)
+def is_float(x: Tensor) -> bool: return tg.is_float(x.dtype)
+def is_unsigned(x: Tensor) -> bool: return tg.is_unsigned(x.dtype)
+def is_bool(x: Tensor) -> bool: return x.dtype == tg.bool
+def bits(x: Tensor) -> int: return x.dtype.itemsize * 8
+def full_like(x: Tensor, value) -> Tensor:
+  if isinstance(value, float) and math.isnan(value) and x.dtype in QUIET_NAN: return nan_like(x)
+  return const(value, jdtype(x), x.shape)
+def nan_where(mask: Tensor, x: Tensor) -> Tensor: return mask.where(nan_like(x), x)
+
+
+QUIET_NAN = {tg.float16: (tg.uint16, 0x7E00), tg.bfloat16: (tg.uint16, 0x7FC0), tg.float32: (tg.uint32, 0x7FC00000),
+              tg.float64: (tg.uint64, 0x7FF8000000000000)}
+
+
+def nan_like(x: Tensor) -> Tensor:
+  """NaN in x's shape and float dtype, computed from x's own bits (exponent and quiet bit set, so NaN whatever x is)
+  rather than stored: tinygrad cannot fold it into a NaN constant (whose `NaN != NaN` it would fold to False, see
+  const), so it needs neither a NaN-filled buffer (one more kernel, and a read) nor anything but an OR in the kernel.
+  The sign is x's (XLA's NaN sign is not observable in parity). A graph of constants only would still fold whole, so
+  that keeps const's buffer."""
+  if x.dtype not in QUIET_NAN or constant_expr(x.uop): return const(math.nan, jdtype(x), x.shape)
+  unsigned, quiet = QUIET_NAN[x.dtype]
+  return (x.bitcast(unsigned) | quiet).bitcast(x.dtype)
+
+
+UNSIGNED = {tg.int8: tg.uint8, tg.int16: tg.uint16, tg.int32: tg.uint32, tg.int64: tg.uint64}
+_CONSTANT_EXPR: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # UOp -> a graph of constants only
+_CONSTANT_OPS = frozenset({Ops.CONST, Ops.STACK, Ops.CAST, Ops.BITCAST, Ops.REDUCE, Ops.DETACH, *GroupOp.ALU, *GroupOp.Movement})
+
+
+def constant_expr(u) -> bool:
+  """True when a UOp's graph is made of constants and the ops on them only (no buffer, parameter or variable), so that
+  tinygrad folds it whole at compile time. Memoized per UOp: checking each rule's result costs O(new nodes)."""
+  stack = [u]
+  while stack:
+    n = stack[-1]
+    if n in _CONSTANT_EXPR: stack.pop(); continue
+    pending = [s for s in n.src if s not in _CONSTANT_EXPR]
+    if pending: stack.extend(pending); continue
+    stack.pop()
+    _CONSTANT_EXPR[n] = n.op in _CONSTANT_OPS and all(_CONSTANT_EXPR[s] for s in n.src)
+  return _CONSTANT_EXPR[u]
+
+
+def wrap_int(x: Tensor) -> Tensor:
+  """Two's-complement wrap-around of an integer result that tinygrad will constant-fold, as XLA's.
+
+  tinygrad 0.14 folds integer ops on constants with unbounded Python ints and never truncates them to the dtype
+  (tinygrad/uop/symbolic.py: fold_const_alu calls exec_alu(..., truncate_output=False); CAST(CONST) folds to
+  const_like(c.val)). So uint32 65536*65536 folds to a uint32 CONST 4294967296, int32 2147483647-(-2147483648) to an
+  int32 CONST 4294967295, and whatever is folded from them (comparisons, divisions, widening casts) reads the value
+  whole; only the stored value looks right, because C truncates the literal. Masking with the all-ones value of the
+  unsigned type of the same width folds to the wrapped bits (a signed value is masked as its unsigned bitcast:
+  BITCAST(CONST) folds truncating). Computed values (any buffer or variable in the graph) wrap in the generated code
+  already and are returned as they are, so this costs nothing at run time. Identity for floats and bools."""
+  if not (tg.is_unsigned(x.dtype) or x.dtype in UNSIGNED) or not constant_expr(x.uop): return x
+  if tg.is_unsigned(x.dtype): return x & full_like(x, x.dtype.max)
+  u = UNSIGNED[x.dtype]   # (a bare bitcast round trip is not enough: symbolic's bitcast-of-bitcast rule raises on the
+  return (x.bitcast(u) & const(u.max, to_jax(u), x.shape)).bitcast(x.dtype)   # weak CONST an x*1 -> x fold can leave)
+
+
+def wrapping(fn):
+  """fn, a composition of integer +, -, * and << on tensors of one dtype, with XLA's two's-complement wrap-around.
+
+  tinygrad assumes integer arithmetic never overflows, and three things break when it does: its range analysis folds
+  with unbounded ints ((i+1) > i is True at INT_MAX; uint32 0-b is taken to be <= 0); its C code computes int8/int16
+  in int, so uint8 255+1 reads 256 in whatever is fused after it; and int32/int64 overflow is undefined in C, which
+  clang -O2 optimizes on. Where the exact result may leave the dtype's range, fn runs in the unsigned type of the same
+  width (at least 32 bits), whose arithmetic C defines modulo 2^n, masked with its all-ones value so the range analysis
+  sees [0, max]; the low bits come back by a cast and a bitcast, which tinygrad takes as the full range. Arithmetic whose
+  range provably fits (iota plus a constant) is returned as it is. Ring arithmetic commutes with the truncation, so
+  a whole chain (integer_pow) wraps once at the end. Identity for floats and bools."""
+  def wrapped(*xs):
+    plain = fn(*xs)
+    dt = plain.dtype
+    if not tg.is_int(dt): return plain
+    # (the range is exact for +, - and *; for other ops tinygrad answers the dtype's range, which proves nothing)
+    if plain.uop.op in (Ops.ADD, Ops.SUB, Ops.MUL) and dt.min <= plain.uop.vmin and plain.uop.vmax <= dt.max: return wrap_int(plain)
+    wide = UNSIGNED.get(dt, dt) if dt.itemsize >= 4 else tg.uint32
+    out = fn(*[x.bitcast(wide) if x.dtype.itemsize == wide.itemsize else x.cast(wide) for x in xs])
+    return int_to_int(wrap_int(out & const(wide.max, to_jax(wide), out.shape)), dt)
+  wrapped.__name__ = fn.__name__
+  return wrapped
+
+
+def int_to_int(x: Tensor, target) -> Tensor:
+  """x cast to the integer dtype target, wrapping as C and XLA do. tinygrad's range analysis assumes a cast to a signed
+  type never wraps (int32 200 -> int8 would be taken to be 127 at most), so a signed target goes through the unsigned
+  type of its width and a bitcast (a bitcast's range is the whole dtype)."""
+  if x.dtype == target: return x
+  if target.min <= x.uop.vmin and x.uop.vmax <= target.max: return wrap_int(x.cast(target))
+  unsigned = UNSIGNED.get(target, target)
+  out = wrap_int(x.cast(unsigned) if x.dtype != unsigned else x)
+  return out.bitcast(target) if unsigned != target else out
+
+
+def in_f32(fn):
+  """Evaluate fn in float32 for f16/bf16 arguments and round the result back."""
+  def wrapped(*xs):
+    low = xs[0].dtype in (tg.float16, tg.bfloat16)
+    out = fn(*[x.cast(tg.float32) for x in xs]) if low else fn(*xs)
+    return out.cast(xs[0].dtype) if low else out
+  wrapped.__name__ = fn.__name__
+  return wrapped
+
+
+
+def signbit(x: Tensor) -> Tensor:
+  """True where the sign bit is set (so for -0.0 too)."""
+  return x.bitcast({2: tg.int16, 4: tg.int32, 8: tg.int64}[x.dtype.itemsize]) < 0
+
+
+def fabs(x: Tensor) -> Tensor:
+  """|x| by clearing the sign bit: tinygrad's abs keeps -0.0 negative."""
+  itype = {2: tg.int16, 4: tg.int32, 8: tg.int64}[x.dtype.itemsize]
+  return (x.bitcast(itype) & np.iinfo(to_jax(itype)).max).bitcast(x.dtype)
+
+
+def round_to(t: Tensor, dtype) -> Tensor:
+  """float32 t rounded to the nearest float16/bfloat16 value (ties to even), kept in float32. XLA rounds f16/bf16 after
+  every op; tinygrad keeps f16 arithmetic in f32 (clang's __fp16) and bf16 goes through f32 here (see elementwise)."""
+  b = t.bitcast(tg.uint32)
+  if dtype == tg.bfloat16: r = ((b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000).bitcast(tg.float32)
+  else:
+    r = ((b + 0xFFF + ((b >> 13) & 1)) & 0xFFFFE000).bitcast(tg.float32)
+    v = fabs(t) * 2.0 ** 24                                                      # f16 subnormals: steps of 2^-24
+    f = v.floor()
+    up = (v - f > 0.5) | ((v - f == 0.5) & ((f * 0.5).floor() * 2 != f))
+    r = (v < 2.0 ** 10).where(copysign(up.where(f + 1, f) * 2.0 ** -24, t), r)
+    r = (fabs(r) >= 65520).where(copysign(math.inf, t), r)                    # past 65504: inf
+  return t.isnan().where(t, r)
+
+
+def copysign(mag: "Tensor | float", sign: Tensor) -> Tensor:
+  """|mag| with the sign bit of sign (a float mag stays a constant: tinygrad cannot bitcast a float64 constant)."""
+  m = fabs(mag) if isinstance(mag, Tensor) else full_like(sign, abs(mag))
+  return signbit(sign).where(-m, m)
+
+
+# bfloat16 arithmetic is computed in float32 and rounded back: clang-19 with -march=native can take minutes (or hang)
+# compiling vectorized __bf16 arithmetic, and XLA CPU itself upcasts bf16 elementwise ops to f32. One rounding per
+# primitive; decompositions inside a rule (atanh, asinh, ...) round once at the end instead of after each step.
