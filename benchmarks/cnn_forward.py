@@ -5,13 +5,12 @@
 Prints milliseconds per batch (median) and the ratios tiny/jax.jit and tiny/hand-written tinygrad.
 """
 import argparse
-import time
 
 import jax
 import numpy as np
 from tinygrad import Device, TinyJit
 
-from tinyjax import tiny, to_tinygrad
+from tinyjax import tiny, timing, to_tinygrad
 from tinyjax.examples.cnn import apply_model, params_and_images
 
 
@@ -31,14 +30,6 @@ def handwritten_tinygrad(params):
   return forward
 
 
-def median_ms(fn, repeat):
-  fn(); fn()   # warm up (capture, compile)
-  times = []
-  for _ in range(repeat):
-    start = time.perf_counter(); fn(); times.append(time.perf_counter() - start)
-  return float(np.median(times)) * 1e3
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--batch", type=int, default=512)
@@ -53,15 +44,16 @@ def main():
   np.testing.assert_allclose(model_tiny(params_tg, images_tg).numpy(), want, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(model_hand(images_tg).numpy(), want, rtol=1e-4, atol=1e-5)
 
-  t_tiny = median_ms(lambda: model_tiny(params_tg, images_tg).numpy(), args.repeat)
-  t_hand = median_ms(lambda: model_hand(images_tg).numpy(), args.repeat)
-  t_jax = median_ms(lambda: np.asarray(model_jax(params, images)), args.repeat)
+  def median_ms(fn): return timing.measure(fn, args.repeat, warmup=2, read=True).median * 1e3   # outputs read back
+  t_tiny = median_ms(lambda: model_tiny(params_tg, images_tg))
+  t_hand = median_ms(lambda: model_hand(images_tg))
+  t_jax = median_ms(lambda: model_jax(params, images))
   print(f"CNN forward, batch {args.batch}, tinygrad device {Device.DEFAULT}, jax on {jax.devices()[0].platform}")
   print(f"  tiny                 {t_tiny:9.2f} ms")
   print(f"  hand-written tinygrad{t_hand:9.2f} ms")
   print(f"  jax.jit              {t_jax:9.2f} ms")
-  print(f"  tiny / jax.jit       {t_tiny / t_jax:9.2f}x")
-  print(f"  tiny / hand-written  {t_tiny / t_hand:9.2f}x")
+  print(f"  tiny / jax.jit       {timing.ratio(t_tiny, t_jax, '9.2f')}")
+  print(f"  tiny / hand-written  {timing.ratio(t_tiny, t_hand, '9.2f')}")
 
 
 if __name__ == "__main__":

@@ -8,30 +8,18 @@ script checks that it stays within a small factor of the hand-written indexing a
 `--grad` also times the gradient of the lookup (a scatter-add of 2,048 rows into the table).
 """
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tinygrad import Device, GlobalCounters, Tensor, TinyJit
 
-from tinyjax import tiny
+from tinyjax import tiny, timing
 
 
-def best_of(fn, reps):
-  """Median wall time of `fn()` over `reps` calls, after two warm-up calls (capture and compile)."""
-  fn(); fn()
-  times = []
-  for _ in range(reps):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return float(np.median(times))
-
-
-def sync_tiny(out):
-  out.realize()
-  Device[out.device].synchronize()
+def median_s(fn, reps):
+  """Median seconds of `fn()` over `reps` calls after two warm-up calls (capture, compile), until computed on the device."""
+  return timing.measure(fn, reps, warmup=2).median
 
 
 def main():
@@ -59,18 +47,18 @@ def main():
   np.testing.assert_array_equal(np.asarray(jax_lookup(table_jx, ids_jx)), want)
 
   GlobalCounters.reset()
-  sync_tiny(tiny_lookup(table_tg, ids_tg))
+  timing.wait(tiny_lookup(table_tg, ids_tg))
   kernels, moved = GlobalCounters.kernel_count, GlobalCounters.global_mem
 
   results = {
-    "tiny": best_of(lambda: sync_tiny(tiny_lookup(table_tg, ids_tg)), args.reps),
-    "jax.jit": best_of(lambda: jax_lookup(table_jx, ids_jx).block_until_ready(), args.reps),
-    "tinygrad table[ids]": best_of(lambda: sync_tiny(hand_lookup(table_tg, ids_tg)), args.reps),
+    "tiny": median_s(lambda: tiny_lookup(table_tg, ids_tg), args.reps),
+    "jax.jit": median_s(lambda: jax_lookup(table_jx, ids_jx), args.reps),
+    "tinygrad table[ids]": median_s(lambda: hand_lookup(table_tg, ids_tg), args.reps),
   }
   print(f"embedding lookup: table {args.vocab}x{args.dim} f32, {args.ids} ids, device {Device.DEFAULT}, median of {args.reps}")
   print(f"  tiny: {kernels} kernel(s), {moved / 1e6:.1f} MB moved per call")
   for name, t in results.items():
-    print(f"  {name:>20}: {t * 1e3:8.3f} ms   tiny / this = {results['tiny'] / t:5.2f}x")
+    print(f"  {name:>20}: {t * 1e3:8.3f} ms   tiny / this = {timing.ratio(results['tiny'], t, '5.2f')}")
 
   if args.grad:
     def loss(table, ids): return jnp.take(table, ids, axis=0).sum()
@@ -79,12 +67,12 @@ def main():
     np.add.at(want, ids_np, 1.0)
     np.testing.assert_allclose(tiny_grad(table_tg, ids_tg).numpy(), want)
     GlobalCounters.reset()
-    sync_tiny(tiny_grad(table_tg, ids_tg))
+    timing.wait(tiny_grad(table_tg, ids_tg))
     kernels = GlobalCounters.kernel_count
-    tg_t = best_of(lambda: sync_tiny(tiny_grad(table_tg, ids_tg)), max(3, args.reps // 5))
-    jx_t = best_of(lambda: jax_grad(table_jx, ids_jx).block_until_ready(), max(3, args.reps // 5))
+    tg_t = median_s(lambda: tiny_grad(table_tg, ids_tg), max(3, args.reps // 5))
+    jx_t = median_s(lambda: jax_grad(table_jx, ids_jx), max(3, args.reps // 5))
     print(f"gradient (scatter-add of {args.ids} rows): tiny {tg_t * 1e3:.3f} ms ({kernels} kernels), "
-          f"jax.jit {jx_t * 1e3:.3f} ms, tiny / jax.jit = {tg_t / jx_t:.2f}x")
+          f"jax.jit {jx_t * 1e3:.3f} ms, tiny / jax.jit = {timing.ratio(tg_t, jx_t)}")
 
 
 if __name__ == "__main__":

@@ -7,14 +7,13 @@ captured once and replayed per step with the step index as a bound Variable; the
 re-interpreted per call (the step loop runs on the host). Prints first-call and steady-state times and parity.
 """
 import argparse
-import time
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tinyjax import tiny, to_numpy
+from tinyjax import tiny, timing, to_numpy
 from tinyjax.rules import control_flow
 
 
@@ -25,19 +24,6 @@ class Model(nn.Module):
   def __call__(self, x):
     h = nn.RNN(nn.OptimizedLSTMCell(self.hidden))(x)
     return nn.Dense(1)(h[:, -1])
-
-
-def timed(fn, reps):
-  """(first call, median of `reps` later calls) in seconds; outputs read back to the host each time."""
-  t0 = time.perf_counter()
-  jax.tree_util.tree_map(np.asarray, to_numpy(fn()))
-  first = time.perf_counter() - t0
-  times = []
-  for _ in range(reps):
-    t0 = time.perf_counter()
-    jax.tree_util.tree_map(np.asarray, to_numpy(fn()))
-    times.append(time.perf_counter() - t0)
-  return first, float(np.median(times))
 
 
 def main():
@@ -64,13 +50,16 @@ def main():
     jitted, tinied = jax.jit(fn), tiny(fn)
     with jax.default_matmul_precision("highest"):   # float32 as tinygrad computes it (jax on GPU defaults to TF32)
       want = jax.jit(fn)(*fargs)
-    got = to_numpy(tinied(*fargs))
+    tiny_first, got = timing.timed(lambda: tinied(*fargs))   # trace, capture, compile
+    got = to_numpy(got)
     err = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)) / (np.abs(np.asarray(b)) + 1e-3)))
               for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)))
-    jax_first, jax_t = timed(lambda: jitted(*fargs), args.reps)
-    tiny_first, tiny_t = timed(lambda: tinied(*fargs), args.reps)
-    print(f"  {name:15s} tiny {tiny_t * 1e3:8.1f} ms (first call {tiny_first:5.1f} s)   jax.jit {jax_t * 1e3:7.1f} ms "
-          f"(first {jax_first:4.1f} s)   tiny/jax {tiny_t / jax_t:5.1f}x   max rel diff {err:.1e}")
+    # outputs read back to the host each time; jitted's first call is its compile
+    t_jax = timing.measure(lambda: jitted(*fargs), args.reps, read=True)
+    t_tiny = timing.measure(lambda: tinied(*fargs), args.reps, warmup=0, read=True)
+    print(f"  {name:15s} tiny {t_tiny.median * 1e3:8.1f} ms (first call {tiny_first:5.1f} s)   "
+          f"jax.jit {t_jax.median * 1e3:7.1f} ms (first {t_jax.first:4.1f} s)   "
+          f"tiny/jax {timing.ratio(t_tiny.median, t_jax.median, '5.1f')}   max rel diff {err:.1e}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ bitonic Tensor.sort (O(n log^2 n), one kernel per stage step), then gathers by t
 lax.top_k and a two-key lexsort. The first call (trace, capture and compile of ~200 kernels) is reported apart.
 """
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
@@ -15,34 +14,24 @@ import numpy as np
 from jax import lax
 from tinygrad import Device, GlobalCounters, Tensor
 
-from embedding import best_of   # (benchmarks/ is on sys.path when a script in it runs)
-from tinyjax import tiny
-
-
-def sync(out):
-  for o in out if isinstance(out, (tuple, list)) else [out]:
-    o.realize()
-    Device[o.device].synchronize()
+from tinyjax import tiny, timing
 
 
 def compare(name, fn, *args_np, reps):
   args_tg = [Tensor(a).realize() for a in args_np]
   args_jx = [jax.device_put(a) for a in args_np]
   tiny_fn, jax_fn = tiny(fn), jax.jit(fn)
-  t0 = time.perf_counter()
-  got = tiny_fn(*args_tg)
-  sync(got)
-  first = time.perf_counter() - t0
+  first, got = timing.timed(lambda: tiny_fn(*args_tg))
   want = jax_fn(*args_jx)
   for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
     np.testing.assert_array_equal(g.numpy(), np.asarray(w))   # the same answer, bit for bit (no ties in these inputs)
   GlobalCounters.reset()
-  sync(tiny_fn(*args_tg))
+  timing.wait(tiny_fn(*args_tg))
   kernels = GlobalCounters.kernel_count
-  t_tiny = best_of(lambda: sync(tiny_fn(*args_tg)), reps)
-  t_jax = best_of(lambda: jax.block_until_ready(jax_fn(*args_jx)), reps)
+  t_tiny = timing.measure(lambda: tiny_fn(*args_tg), reps, warmup=2).median
+  t_jax = timing.measure(lambda: jax_fn(*args_jx), reps, warmup=2).median
   print(f"  {name:<32} tiny {t_tiny * 1e3:9.2f} ms ({kernels} kernels; first call {first:.1f} s)   "
-        f"jax.jit {t_jax * 1e3:9.2f} ms   tiny / jax.jit = {t_tiny / t_jax:5.2f}x")
+        f"jax.jit {t_jax * 1e3:9.2f} ms   tiny / jax.jit = {timing.ratio(t_tiny, t_jax, '5.2f')}")
 
 
 def main():

@@ -3,23 +3,13 @@
     python -m tinyjax.demo [--batch 512] [--device CL] [--repeat 20]
 """
 import argparse
-import time
 
 import jax
 import numpy as np
 from tinygrad import Device
 
-from tinyjax import tiny, to_tinygrad
+from tinyjax import tiny, timing, to_tinygrad
 from tinyjax.examples.cnn import apply_model, params_and_images
-
-
-def median_seconds(fn, repeat):
-  times = []
-  for _ in range(repeat):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
 
 
 def main(argv=None):
@@ -35,9 +25,7 @@ def main(argv=None):
   # the data lives on the tinygrad device, as it would in a real program
   params_tg, images_tg = to_tinygrad((params, images), device)
 
-  start = time.perf_counter()
-  out = model_tiny(params_tg, images_tg)
-  first_call = time.perf_counter() - start
+  first_call, out = timing.timed(lambda: model_tiny(params_tg, images_tg))
   # the reference at float32 precision: on GPUs jax.jit's default lets XLA multiply in TF32 (a ~1e-3 relative
   # difference), while tinygrad computes float32 matmuls and convolutions in float32
   with jax.default_matmul_precision("highest"):
@@ -46,12 +34,13 @@ def main(argv=None):
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
   print(f"parity with jax.jit: OK (batch {args.batch}, max abs diff {np.abs(got - want).max():.2e}) on tinygrad device {device}")
 
-  t_tiny = median_seconds(lambda: model_tiny(params_tg, images_tg).numpy(), args.repeat)
-  t_jax = median_seconds(lambda: model_jax(params, images).block_until_ready(), args.repeat)
+  # both until their results are computed on their device (tiny's first call above was its warm-up)
+  t_tiny = timing.measure(lambda: model_tiny(params_tg, images_tg), args.repeat, warmup=0).median
+  t_jax = timing.measure(lambda: model_jax(params, images), args.repeat).median
   print(f"first call (trace + capture + compile): {first_call * 1e3:.0f} ms")
   print(f"tiny    ({device}): {t_tiny * 1e3:8.2f} ms per batch (median of {args.repeat})")
   print(f"jax.jit ({jax.devices()[0].platform.upper()}): {t_jax * 1e3:8.2f} ms per batch")
-  print(f"ratio tiny / jax.jit: {t_tiny / t_jax:.2f}x")
+  print(f"ratio tiny / jax.jit: {timing.ratio(t_tiny, t_jax)}")
 
 
 if __name__ == "__main__":
