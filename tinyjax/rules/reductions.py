@@ -1,10 +1,11 @@
 """Reductions over axes, the generic `reduce` (any body, any number of operands), arg-reductions, cumulative
 reductions, dot_general and reduce_precision.
 
-Conventions written once: `_sum/_prod/_max/_min/_logsumexp(x, axis)` are XLA's monoids (half floats accumulate in
-float32, integers wrap in their own width, max/min propagate NaN); `_reduce` gives a reduction over no elements the
-monoid's identity; `_scan` builds every cumulative op from a monoid; `fold` reduces a trailing axis with a body given
-as a Jaxpr (shared with conv.reduce_window).
+Conventions written once: `_sum/_prod/_max/_min/_and/_or/_xor/_logsumexp(x, axis)` are XLA's monoids (half floats
+accumulate in float32, integers wrap in their own width, max/min propagate NaN), `identity` their identities and
+MONOID_REDUCTIONS the table from a body's primitive to them (shared with conv.reduce_window and the scatters);
+`_reduce` gives a reduction over no elements the monoid's identity; `_scan` builds every cumulative op from a monoid;
+`fold` reduces a trailing axis with a body given as a Jaxpr (shared with conv.reduce_window).
 """
 import functools
 import math
@@ -16,19 +17,13 @@ from jax.extend import core as jcore
 from jax.extend.core import primitives as P
 from tinygrad import Tensor, dtypes as tg
 
-from ..dtypes import to_jax, to_tiny
+from ..dtypes import accumulator, same_width_uint, to_tiny
 from ..ops import RULES, register
-from .numerics import bits, const, is_bool, is_float, is_unsigned, jdtype, nan_where, wrap_int
-
-UNSIGNED = {1: tg.uint8, 2: tg.uint16, 4: tg.uint32, 8: tg.uint64}   # the same-width unsigned view, for bit work
+from .numerics import bits, const, iota_along, is_bool, is_float, is_unsigned, jdtype, nan_where, wrap_int
 
 
 # ---- the monoids -----------------------------------------------------------------------------------------------
-
-def _accumulator(x):
-  """XLA accumulates half-precision floats in float32 on CPU/GPU; integers wrap in their own width."""
-  return tg.float32 if x.dtype in (tg.float16, tg.bfloat16) else x.dtype
-
+# XLA accumulates half-precision floats in float32 on CPU/GPU (dtypes.accumulator); integers wrap in their own width.
 
 def _wrapped(x):
   """An integer sum/product/dot as XLA's, wrapped to its width. tinygrad folds one of constants with unbounded ints
@@ -40,10 +35,10 @@ def _wrapped(x):
 
 def _sum(x, axis):
   if is_bool(x): return x.any(axis)   # JAX never emits a bool sum; kept total
-  return _wrapped(x.sum(axis, dtype=_accumulator(x)).cast(x.dtype))
+  return _wrapped(x.sum(axis, dtype=accumulator(x.dtype)).cast(x.dtype))
 
 
-def _prod(x, axis): return _wrapped(x.prod(axis, dtype=_accumulator(x)).cast(x.dtype))
+def _prod(x, axis): return _wrapped(x.prod(axis, dtype=accumulator(x.dtype)).cast(x.dtype))
 
 
 def _max(x, axis, keepdim=False):
@@ -62,10 +57,31 @@ def _logsumexp(x, axis):
   """XLA's fold of logaddexp: NaN if any NaN, +inf if any +inf, -inf if all are -inf; else stable log-sum-exp."""
   m = _max(x, axis, keepdim=True)
   m = m.isinf().where(0, m)   # all -inf: exp(-inf - 0) sums to 0, log gives -inf; any +inf: exp(inf) gives inf
-  return ((x - m).exp().sum(axis, dtype=_accumulator(x)).log() + m.squeeze(axis).cast(_accumulator(x))).cast(x.dtype)
+  acc = accumulator(x.dtype)
+  return ((x - m).exp().sum(axis, dtype=acc).log() + m.squeeze(axis).cast(acc)).cast(x.dtype)
 
 
-def _identity(x, kind):
+def _bitwise(plane_fn):
+  """A bitwise reduction over integers from its reduction of bools: reduce each bit plane (tinygrad has no bitwise
+  reductions), then put the bits back together."""
+  def fn(x, axes):
+    if is_bool(x): return plane_fn(x, axes)
+    u = x.bitcast(same_width_uint(x.dtype))
+    planes = plane_fn(Tensor.stack(*[((u >> b) & 1).cast(tg.bool) for b in range(bits(x))], dim=-1), axes)
+    return functools.reduce(lambda a, b: a | b, [planes[..., b].cast(u.dtype) << b for b in range(bits(x))]).bitcast(x.dtype)
+  return fn
+
+
+_and = _bitwise(lambda p, a: p.all(a))
+_or = _bitwise(lambda p, a: p.any(a))
+_xor = _bitwise(lambda p, a: (p.cast(tg.int32).sum(a) % 2).cast(tg.bool))
+
+# monoid primitive -> (kind for `identity`, reduction over axes); bodies made of one of these go to the fast reductions
+MONOID_REDUCTIONS = {P.add_p: ("sum", _sum), P.mul_p: ("prod", _prod), P.max_p: ("max", _max), P.min_p: ("min", _min),
+                     P.and_p: ("and", _and), P.or_p: ("or", _or), P.xor_p: ("xor", _xor)}
+
+
+def identity(x, kind):
   """The value a reduction of no elements yields (XLA's monoid identity)."""
   if kind in ("sum", "or", "xor"): return 0 if not is_bool(x) else False
   if kind == "prod": return 1
@@ -81,7 +97,7 @@ def _reduce(x, axes, kind, reduce_fn):
   axes = tuple(axes)
   if not axes: return x
   if any(x.shape[a] == 0 for a in axes):
-    return const(_identity(x, kind), jdtype(x), tuple(d for i, d in enumerate(x.shape) if i not in axes))
+    return const(identity(x, kind), x.dtype, tuple(d for i, d in enumerate(x.shape) if i not in axes))
   return reduce_fn(x, axes)
 
 
@@ -103,27 +119,16 @@ def reduce_max(x, *, axes, out_sharding=None): return _reduce(x, axes, "max", _m
 def reduce_min(x, *, axes, out_sharding=None): return _reduce(x, axes, "min", _min)
 
 
-def _bitwise(plane_fn):
-  """A bitwise reduction over integers from its reduction of bools: reduce each bit plane (tinygrad has no bitwise
-  reductions), then put the bits back together."""
-  def fn(x, axes):
-    if is_bool(x): return plane_fn(x, axes)
-    u = x.bitcast(UNSIGNED[x.dtype.itemsize])
-    planes = plane_fn(Tensor.stack(*[((u >> b) & 1).cast(tg.bool) for b in range(bits(x))], dim=-1), axes)
-    return functools.reduce(lambda a, b: a | b, [planes[..., b].cast(u.dtype) << b for b in range(bits(x))]).bitcast(x.dtype)
-  return fn
-
-
 @register(P.reduce_and_p)
-def reduce_and(x, *, axes): return _reduce(x, axes, "and", _bitwise(lambda p, a: p.all(a)))
+def reduce_and(x, *, axes): return _reduce(x, axes, "and", _and)
 
 
 @register(P.reduce_or_p)
-def reduce_or(x, *, axes): return _reduce(x, axes, "or", _bitwise(lambda p, a: p.any(a)))
+def reduce_or(x, *, axes): return _reduce(x, axes, "or", _or)
 
 
 @register(P.reduce_xor_p)
-def reduce_xor(x, *, axes): return _reduce(x, axes, "xor", _bitwise(lambda p, a: (p.cast(tg.int32).sum(a) % 2).cast(tg.bool)))
+def reduce_xor(x, *, axes): return _reduce(x, axes, "xor", _xor)
 
 
 # ---- folds with a body given as a Jaxpr (reduce, reduce_window) ---------------------------------------------------
@@ -133,11 +138,6 @@ def reduce_xor(x, *, axes): return _reduce(x, axes, "xor", _bitwise(lambda p, a:
 # does the same, which matches XLA for any body, even one that is not associative; beyond it, a tree (log2 n levels).
 SEQUENTIAL_MAX = 32
 SEQUENTIAL_KERNEL = 8   # steps of a sequential fold per kernel: tinygrad's scheduler is quadratic in a deeper chain
-
-# monoid primitive -> (kind for _identity, reduction over axes); bodies made of one of these go to the fast reductions
-MONOID_REDUCTIONS = {P.add_p: ("sum", _sum), P.mul_p: ("prod", _prod), P.max_p: ("max", _max), P.min_p: ("min", _min),
-                     P.and_p: ("and", _bitwise(lambda p, a: p.all(a))), P.or_p: ("or", _bitwise(lambda p, a: p.any(a))),
-                     P.xor_p: ("xor", _bitwise(lambda p, a: (p.cast(tg.int32).sum(a) % 2).cast(tg.bool)))}
 
 
 def monoid_bodies(jaxpr, consts, n):
@@ -238,7 +238,7 @@ def reduce(*operands_and_inits, computation=None, jaxpr, dimensions):
   if n == 0: return [i.reshape((1,) * len(out_shape)).expand(out_shape) if out_shape else i for i in inits]
   prims = monoid_bodies(jaxpr, jaxpr.consts, k)
   if prims and all(monoid_applies(p, x) for p, x in zip(prims, operands)):
-    return [RULES[p](init, MONOID_REDUCTIONS[p][1](x, dims)) for x, init, p in zip(operands, inits, prims)]
+    return [RULES[p].fn(init, MONOID_REDUCTIONS[p][1](x, dims)) for x, init, p in zip(operands, inits, prims)]
   moved = [x.permute(*kept, *dims).reshape(*out_shape, n) for x in operands]
   return fold(jaxpr.jaxpr, jaxpr.consts, moved, inits)
 
@@ -250,8 +250,7 @@ def _arg_reduce(x, axis, index_dtype, pick):
   if is_bool(x): x = x.cast(tg.int8)
   hit = x == pick(x, axis, keepdim=True)
   if is_float(x): hit = (nan := x.isnan()).any(axis, keepdim=True).where(nan, hit)   # the first NaN, if there is one
-  idx = Tensor.arange(x.shape[axis], dtype=tg.int32).reshape([-1 if i == axis else 1 for i in range(x.ndim)])
-  return hit.where(idx, x.shape[axis]).min(axis).cast(to_tiny(index_dtype))
+  return hit.where(iota_along(x.shape, axis), x.shape[axis]).min(axis).cast(to_tiny(index_dtype))
 
 
 @register(P.argmax_p)
@@ -269,18 +268,18 @@ def _scan(x, axis, reverse, kind, fn, chunk=256):
   masked to the identity. Axes longer than 2*chunk go in two stages (inside chunks, then across chunk totals), so
   the work is O(n * chunk), not O(n^2)."""
   if x.shape[axis] == 0: return x
-  identity, dtype = _identity(x, kind), x.dtype
+  fill, dtype = identity(x, kind), x.dtype
   def along_last(x):
     n = x.shape[-1]
     if n <= 2 * chunk:
-      return fn(Tensor.ones(n, n, dtype=tg.bool, buffer=False).tril().where(x.unsqueeze(-2), identity), -1)
-    x = x.pad(((0, 0),) * (x.ndim - 1) + ((-n % chunk, 0),), value=identity)
+      return fn(const(True, np.bool_, (n, n)).tril().where(x.unsqueeze(-2), fill), -1)
+    x = x.pad(((0, 0),) * (x.ndim - 1) + ((-n % chunk, 0),), value=fill)
     local = along_last(x.reshape(*x.shape[:-1], -1, chunk))                      # (..., chunks, chunk)
     totals = along_last(local[..., -1])                                          # running total up to each chunk
-    before = totals[..., :-1].pad(((0, 0),) * (totals.ndim - 1) + ((1, 0),), value=identity)
+    before = totals[..., :-1].pad(((0, 0),) * (totals.ndim - 1) + ((1, 0),), value=fill)
     out = fn(Tensor.stack(before.unsqueeze(-1).expand(local.shape), local, dim=-1), -1)
     return out.reshape(*x.shape)[..., -n:]
-  x = x.transpose(axis, -1).cast(_accumulator(x))   # half floats scan in float32 throughout, rounded once at the end
+  x = x.transpose(axis, -1).cast(accumulator(x.dtype))   # half floats scan in float32 throughout, rounded once at the end
   out = along_last(x.flip(-1)).flip(-1) if reverse else along_last(x)
   return out.transpose(axis, -1).cast(dtype)
 
@@ -320,11 +319,11 @@ def dot_general(lhs, rhs, *, dimension_numbers, precision=None, preferred_elemen
   batch = [lhs.shape[d] for d in lb]
   m, k, n = math.prod(lhs.shape[d] for d in lf), math.prod(lhs.shape[d] for d in lc), math.prod(rhs.shape[d] for d in rf)
   out_shape = (*batch, *(lhs.shape[d] for d in lf), *(rhs.shape[d] for d in rf))
-  if 0 in out_shape or k == 0: return const(0, to_jax(out_dtype), out_shape)
+  if 0 in out_shape or k == 0: return const(0, out_dtype, out_shape)
   b = math.prod(batch)
   a = lhs.permute((*lb, *lf, *lc)).reshape(b, m, k)
   w = rhs.permute((*rb, *rc, *rf)).reshape(b, k, n)
-  return _wrapped(a.matmul(w, dtype=_accumulator(a)).cast(out_dtype).reshape(out_shape))
+  return _wrapped(a.matmul(w, dtype=accumulator(a.dtype)).cast(out_dtype).reshape(out_shape))
 
 
 # ---- reduce_precision ------------------------------------------------------------------------------------------
@@ -336,7 +335,7 @@ def reduce_precision(x, *, exponent_bits, mantissa_bits):
   NaN stays NaN, even with no mantissa bits left (XLA CPU's behaviour)."""
   info = jnp.finfo(jdtype(x))
   src_mantissa, src_exponent = info.nmant, info.nexp
-  u = x.bitcast(UNSIGNED[x.dtype.itemsize])
+  u = x.bitcast(same_width_uint(x.dtype))
   if mantissa_bits < src_mantissa:
     drop = src_mantissa - mantissa_bits
     last_kept = (u >> drop) & 1
