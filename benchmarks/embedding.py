@@ -18,7 +18,8 @@ from tinyjax import tiny, timing
 
 
 def median_s(fn, reps):
-  """Median seconds of `fn()` over `reps` calls after two warm-up calls (capture, compile), until computed on the device."""
+  """Median seconds of `fn()` over `reps` calls, each until computed on the device, after two warm-up calls (TinyJit
+  captures on its second call)."""
   return timing.measure(fn, reps, warmup=2).median
 
 

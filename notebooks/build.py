@@ -20,12 +20,11 @@ tinyjax runs JAX programs on [tinygrad](https://github.com/tinygrad/tinygrad): `
 Jaxpr, maps every primitive onto lazy tinygrad Tensor ops, and tinygrad fuses the graph into kernels for CPU (C),
 OpenCL, CUDA, Metal, AMD or WebGPU. This notebook shows the decorator, the lazy graph, the prototype's Flax CNN with
 parity and timings against `jax.jit`, and how many kernels tinygrad made of it."""),
-  ("code", """import time
-import numpy as np
+  ("code", """import numpy as np
 import jax, jax.numpy as jnp
 from tinygrad import Device, Tensor
 from tinygrad.helpers import GlobalCounters
-from tinyjax import tiny, to_tinygrad
+from tinyjax import tiny, timing, to_tinygrad
 print("tinygrad device:", Device.DEFAULT, "| jax devices:", jax.devices())"""),
   ("md", """## The decorator
 
@@ -56,16 +55,13 @@ got, want = model_tiny(params_tg, images_tg).numpy(), np.asarray(model_jax(param
 np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 print("parity with jax.jit: max abs difference", np.abs(got - want).max())"""),
   ("code", """print(model_tiny.report(params_tg, images_tg))"""),
-  ("code", """def median_ms(fn, repeat=10):
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter(); fn(); times.append(time.perf_counter() - start)
-    return np.median(times) * 1e3
-
-t_tiny = median_ms(lambda: model_tiny(params_tg, images_tg).numpy())
-t_jax = median_ms(lambda: np.asarray(model_jax(params, images)))
-print(f"tiny ({Device.DEFAULT}): {t_tiny:.1f} ms   jax.jit: {t_jax:.1f} ms   ratio {t_tiny / t_jax:.2f}x")"""),
+  ("md", """`timing.measure` calls a function once to warm up, then 10 times, each until its outputs are computed on their
+device (a tinygrad call, like a jax.jit call, can return before its kernels have run)."""),
+  ("code", """t_tiny = timing.measure(lambda: model_tiny(params_tg, images_tg))
+t_jax = timing.measure(lambda: model_jax(params, images))
+print(f"tiny ({Device.DEFAULT}): {t_tiny}")
+print(f"jax.jit: {t_jax}")
+print("ratio tiny / jax.jit:", timing.ratio(t_tiny.median, t_jax.median))"""),
   ("code", """GlobalCounters.reset()
 model_tiny(params_tg, images_tg).numpy()
 print(f"one replay ran {GlobalCounters.kernel_count} kernels "
@@ -115,14 +111,14 @@ A pre-norm Flax transformer block — causal multi-head self-attention, LayerNor
 `jax.value_and_grad` with `tiny`, checked against `jax.jit`. Then the kernels tinygrad made of it: a DEBUG=2 replay,
 `tinyjax.kernels` (name, device, launch sizes and source of every kernel the capture replays), and that source
 compiled with clang and called from Python — the same JAX function as plain C."""),
-  ("code", """import os, ctypes, pathlib, subprocess, tempfile, time
+  ("code", """import os, ctypes, pathlib, subprocess, tempfile
 import numpy as np
 import jax, jax.numpy as jnp
 import flax.linen as nn
 from tinygrad import Device
 from tinygrad.helpers import Context, GlobalCounters
 import tinyjax
-from tinyjax import tiny, to_numpy, to_tinygrad
+from tinyjax import tiny, timing, to_numpy, to_tinygrad
 
 class Block(nn.Module):
     heads: int = 2
@@ -143,33 +139,25 @@ print("device:", Device.DEFAULT, "| parameters:", sum(p.size for p in jax.tree_u
 The first call of each traces the function, interprets its Jaxpr onto tinygrad Tensors and captures the kernels
 (compiling them); later calls replay the capture."""),
   ("code", """forward_tiny, forward_jax = tiny(block.apply), jax.jit(block.apply)
-start = time.perf_counter()
-got = forward_tiny(params_tg, x_tg).numpy()
-print(f"forward: first call (trace, capture, compile) {time.perf_counter() - start:.1f} s")
-print("forward: max abs difference to jax.jit", np.abs(got - np.asarray(forward_jax(params, x))).max())
+first, got = timing.timed(lambda: forward_tiny(params_tg, x_tg))
+print(f"forward: first call (trace, capture, compile) {first:.1f} s")
+print("forward: max abs difference to jax.jit", np.abs(got.numpy() - np.asarray(forward_jax(params, x))).max())
 
 def loss(params, x):   # how far the block moves its input
     return jnp.mean((block.apply(params, x) - x) ** 2)
 
 grad_tiny, grad_jax = tiny(jax.value_and_grad(loss)), jax.jit(jax.value_and_grad(loss))
-start = time.perf_counter()
-(loss_t, grads_t), (loss_j, grads_j) = to_numpy(grad_tiny(params_tg, x_tg)), grad_jax(params, x)
-print(f"value_and_grad: first call {time.perf_counter() - start:.1f} s")
+first, got = timing.timed(lambda: grad_tiny(params_tg, x_tg))
+(loss_t, grads_t), (loss_j, grads_j) = to_numpy(got), grad_jax(params, x)
+print(f"value_and_grad: first call {first:.1f} s")
 print("value_and_grad: loss difference", abs(float(loss_t) - float(loss_j)), "| largest gradient difference",
       max(np.abs(a - b).max() for a, b in zip(jax.tree_util.tree_leaves(grads_t), jax.tree_util.tree_leaves(grads_j))))"""),
-  ("code", """def median_ms(fn, repeat=10):
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter(); fn(); times.append(time.perf_counter() - start)
-    return np.median(times) * 1e3
-
-timings = {}
+  ("code", """timings = {}   # median ms of 10 calls after a warm-up, each until its outputs are computed
 for what, run_tiny, run_jax in [
-        ("forward", lambda: forward_tiny(params_tg, x_tg).numpy(), lambda: np.asarray(forward_jax(params, x))),
-        ("value_and_grad", lambda: grad_tiny(params_tg, x_tg)[0].numpy(), lambda: np.asarray(grad_jax(params, x)[0]))]:
-    t_tiny, t_jax = timings[what] = median_ms(run_tiny), median_ms(run_jax)
-    print(f"{what:>15}: tiny ({Device.DEFAULT}) {t_tiny:6.2f} ms   jax.jit {t_jax:6.2f} ms   ratio {t_tiny / t_jax:5.1f}x")"""),
+        ("forward", lambda: forward_tiny(params_tg, x_tg), lambda: forward_jax(params, x)),
+        ("value_and_grad", lambda: grad_tiny(params_tg, x_tg), lambda: grad_jax(params, x))]:
+    t_tiny, t_jax = timings[what] = [timing.measure(run).median * 1e3 for run in (run_tiny, run_jax)]
+    print(f"{what:>15}: tiny ({Device.DEFAULT}) {t_tiny:6.2f} ms   jax.jit {t_jax:6.2f} ms   ratio {timing.ratio(t_tiny, t_jax, '5.1f')}")"""),
   ("md", """## The kernels
 
 `DEBUG=2` makes tinygrad print every kernel it launches, with its time. tinygrad names a kernel by its loops:

@@ -31,7 +31,8 @@ def wait(out, read=False):
     if read:
       for t in tensors: t.numpy()
     else:   # one synchronize per device, not per tensor (a sharded tensor's device is a tuple)
-      for d in {d for t in tensors for d in (t.device if isinstance(t.device, tuple) else (t.device,))}: Device[d].synchronize()
+      devices = {d for t in tensors for d in (t.device if isinstance(t.device, tuple) else (t.device,))}
+      for d in devices: Device[d].synchronize()
   jax.block_until_ready(arrays)
   if read:
     for a in arrays:
