@@ -2,7 +2,7 @@
 
     DEV=CPU python3 benchmarks/lstm.py [--steps 256] [--hidden 128] [--batch 8] [--reps 5]
 
-flax's nn.RNN is a lax.scan. tinyjax runs a scan longer than control_flow.UNROLL_MAX_LENGTH as its body's kernels,
+flax's nn.RNN is a lax.scan. tinyjax runs a scan longer than rules.control_flow.UNROLL_MAX_LENGTH as its body's kernels,
 captured once and replayed per step with the step index as a bound Variable; the surrounding program is
 re-interpreted per call (the step loop runs on the host). Prints first-call and steady-state times and parity.
 """

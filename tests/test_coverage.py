@@ -25,7 +25,7 @@ def test_report_lists_primitives_with_support_and_source_line():
 
 
 def test_every_primitive_has_a_rule_or_a_reason():
-  """No primitive known to this JAX is left as "no rule yet": each has a rule or a reason in UNSUPPORTED_WHY."""
+  """No primitive known to this JAX is left as "no rule yet": each has a rule or a reason (ops.unsupported)."""
   from tinyjax.coverage import lax_primitives, status
   unexplained = [name for name, prim in lax_primitives().items() if status(prim) == ("unsupported", "no rule yet")]
   assert not unexplained, unexplained
