@@ -210,18 +210,34 @@ def exp2(x, accuracy=None):
 elementwise(P.logistic_p)(lambda x: full_like(x, 1) / (exp(-x) + full_like(x, 1)))   # JAX's logistic_impl
 
 
+# XLA's log1p (elemental_ir_emitter.cc, EmitLog1p): Cephes' rational approximation where |x| < sqrt(2)-1, else log(1+x).
+# Kahan's log(u) * x/(u-1) with u = 1+x (this rule's earlier form) needs u-1 computed, but tinygrad folds (x+1)-1 to x and
+# then x/x to 1: log1p(1e-7) was log(1+1e-7), 2.7e6 ulp off (asinh, acosh, atanh and logaddexp with it). This form has
+# no cancellation for a rewrite to undo and matches jax.jit to 1 ulp (XLA fuses the Horner steps into FMAs: bit-identical
+# with them); above the threshold tinygrad's log is the limit (~2 ulp).
+_LOG1P_P = (4.5270000862445199635215e-5, 4.9854102823193375972212e-1, 6.5787325942061044846969e0, 2.9911919328553073277375e1,
+            6.0949667980987787057556e1, 5.7112963590585538103336e1, 2.0039553499201281259648e1)
+_LOG1P_Q = (1.0, 1.5062909083469192043167e1, 8.3047565967967209469434e1, 2.2176239823732856465394e2,
+            3.0909872225312059774938e2, 2.1642788614495947685003e2, 6.0118660497603843919306e1)
+
+
 @elementwise(P.log1p_p)
 @in_f32
 def log1p(x):
-  u = x + 1   # log(u) * x / (u - 1) cancels the rounding of 1 + x
-  return (u == 1).where(x, (u == math.inf).where(u, u.log() * (x / (u - 1))))
+  p, q, x2 = full_like(x, _LOG1P_P[0]), full_like(x, _LOG1P_Q[0]), x * x
+  for a, b in zip(_LOG1P_P[1:], _LOG1P_Q[1:]): p, q = p * x + a, q * x + b
+  small = x + (x2 * -0.5 + (x * x2) * (p / q))
+  return (x.abs() < 0.41421356237309504880).where(small, (x + 1).log())
 
 
 @elementwise(P.expm1_p)
 @in_f32
 def expm1(x):
-  u = x.exp()   # Kahan: (u - 1) * x / log(u) cancels the rounding of exp
-  return (u == 1).where(x, (u - 1 == -1).where(full_like(x, -1), (u == math.inf).where(u, (u - 1) * (x / u.log()))))
+  u = x.exp()   # Kahan: (u - 1) * x / log(u) cancels the rounding of exp, but not the error of log near 1 (2.2 ulp at -4e-7)
+  kahan = (u - 1 == -1).where(full_like(x, -1), (u == math.inf).where(u, (u - 1) * (x / u.log())))
+  # so small |x| takes Taylor's x + x^2/2 + ... + x^5/120 (the next term is below half an ulp under the threshold)
+  taylor = x + x * x * (0.5 + x * (1 / 6 + x * (1 / 24 + x * (1 / 120))))
+  return (u == 1).where(x, (x.abs() < (0.01 if x.dtype == tg.float32 else 1e-4)).where(taylor, kahan))   # x: -0.0 stays
 
 
 @elementwise(P.tanh_p)
