@@ -233,6 +233,24 @@ def test_capture_refused_by_the_device_graph_is_captured_again_without_graphs(mo
   assert refused == [True] and f.trace_count == 1
 
 
+def test_a_first_call_that_failed_leaves_the_function_usable(monkeypatch):
+  """A rule raising inside the first call's capture: the program keeps no half-made capture (TinyJit would keep
+  captured=None and fail every later call with "'NoneType' object is not callable"), so the next call with the
+  same signature captures again and runs."""
+  from jax.extend.core import primitives as P
+  from tinyjax import ops
+  rule, failed = ops.RULES[P.tanh_p], []
+  def fails_once(*args, **params):
+    if not failed: failed.append(True); raise RuntimeError("simulated failure inside the capture")
+    return rule.fn(*args, **params)
+  monkeypatch.setitem(ops.RULES, P.tanh_p, dataclasses.replace(rule, fn=fails_once))
+  fn = lambda x: jnp.tanh(x) * 2 + 1
+  f, x = tiny(fn), np.linspace(-1, 1, 7, dtype=np.float32)
+  with pytest.raises(RuntimeError, match="simulated failure"): f(x)
+  for _ in range(2): assert_same(f(x), jax.jit(fn)(x))
+  assert f.trace_count == 1
+
+
 def test_returning_a_token_is_a_type_error():
   from jax import lax
   with pytest.raises(TypeError, match="token"):

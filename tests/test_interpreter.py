@@ -1,5 +1,7 @@
 """The interpreter: literals, constants made once per program, dropped vars, and every sub-jaxpr primitive."""
 import functools
+import gc
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +23,19 @@ def test_closed_over_constants_become_buffers_once(monkeypatch):
   monkeypatch.setattr(interpreter, "numpy_to_tensor", lambda *a: calls.append(a[0].shape) or original(*a))
   for _ in range(3): np.testing.assert_allclose(f(X).numpy(), X * np.asarray(table) + 1)
   assert sorted(calls) == [(3, 4), (4,)]   # each constant once over three calls (inputs convert elsewhere)
+
+
+def test_program_state_is_freed_with_the_program():
+  """A program's constants and captured loop steps live in its ProgramState, which goes when the function goes."""
+  table = jnp.asarray(np.arange(4, dtype=np.float32))
+  f = tiny(lambda x: jax.lax.while_loop(lambda c: c[0] < 5, lambda c: (c[0] + 1, c[1] * table + 1), (0, x))[1])
+  np.testing.assert_allclose(f(X[0]).numpy(), jax.jit(f.fun)(X[0]), rtol=1e-6)
+  (program,) = f.programs.values()
+  assert program.state.consts and program.state.steps   # the table, the captured iteration
+  state, steps = weakref.ref(program.state), [weakref.ref(s) for s in program.state.steps.values()]
+  del f, program
+  gc.collect()
+  assert state() is None and all(s() is None for s in steps)
 
 
 def test_nested_jit_and_dropped_outputs():

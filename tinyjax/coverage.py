@@ -14,6 +14,7 @@ from jax.extend import core as jcore
 from jax.extend.core import primitives as P
 
 from . import ops
+from .interpreter import equations
 
 MARKERS = ("<!-- coverage:start -->", "<!-- coverage:end -->")
 
@@ -46,16 +47,11 @@ def coverage_table() -> str:
   return f"{summary} (of {sum(counts.values())} primitives known to this JAX, jax {jax.__version__}).\n\n" + "\n".join(rows)
 
 
-def _equations(jaxpr, where=""):
+def _equations(jaxpr):
   """(equation, user line) for every equation, sub-jaxprs included; an equation JAX made inside a library's own
-  jit has no user frame, so it takes the line of the call that encloses it."""
-  for eqn in jaxpr.eqns:
-    line = source_info_util.summarize(eqn.source_info) or where
-    yield eqn, line
-    for p in eqn.params.values():
-      for item in (p if isinstance(p, (tuple, list)) else (p,)):
-        if isinstance(item, jcore.ClosedJaxpr): yield from _equations(item.jaxpr, line)
-        elif isinstance(item, jcore.Jaxpr): yield from _equations(item, line)
+  jit has no user frame, so it takes the line of the nearest enclosing equation that has one."""
+  for eqn, enclosing in equations(jaxpr):
+    yield eqn, next((line for e in (eqn, *reversed(enclosing)) if (line := source_info_util.summarize(e.source_info))), "")
 
 
 def report(closed_jaxpr):

@@ -1,24 +1,22 @@
-"""`tiny`: the public decorator. Flattens arguments, looks up a program per signature, replays it, unflattens.
+"""`tiny`: the public decorator. Flattens arguments, looks up a program per signature, calls it, unflattens.
 
 Nothing here knows about primitives: tracing is JAX's (on ShapeDtypeStructs, so no data is copied into JAX) and
-evaluation is the interpreter's. A Program is built once per signature and replays captured kernels after that.
+evaluation is the interpreter's. A Program (program.py) is built once per signature and replays captured kernels
+after that.
 """
 import dataclasses
 import functools
 import inspect
-import math
 
 import jax
 import jax.numpy as jnp
 from jax._src import config
 import numpy as np
-from tinygrad import Device, Tensor, TinyJit, dtypes
-from tinygrad.uop.ops import UOp
+from tinygrad import Device, Tensor, dtypes
 
-from .capture import capture, dedupe, rebuild, replay, whole_buffers
-from .dtypes import is_key_dtype, physical_shape, to_jax, to_tiny
-from .rules.control_flow import needs_host_sync
-from .interpreter import building, collect_consts, const_tensor, eval_closed_jaxpr, numpy_to_tensor
+from .dtypes import is_key_dtype, to_jax, to_tiny
+from .interpreter import numpy_to_tensor
+from .program import Program
 
 
 @dataclasses.dataclass
@@ -88,67 +86,6 @@ def to_tinygrad(tree, device=None):
     t = leaf_to_tensor(x, sig, device).realize()
     return TinyKey(t, sig.dtype) if is_key_dtype(sig.dtype) else t
   return jax.tree_util.tree_map(leaf, tree, is_leaf=_is_leaf)
-
-
-class Program:
-  """One traced signature: the ClosedJaxpr, its constants as buffers, and (with jit) the captured kernels.
-
-  The captured kernels write straight into fresh output buffers that are passed to TinyJit as inputs on every call:
-  a plain TinyJit would hand back the same output buffers each replay, overwriting the results of the last call.
-  """
-
-  def __init__(self, closed_jaxpr, out_tree, device, use_jit):
-    self.closed_jaxpr, self.out_tree, self.device, self.use_jit = closed_jaxpr, out_tree, device, use_jit
-    self.out_avals = closed_jaxpr.out_avals
-    if tokens := [str(a) for a in self.out_avals if not hasattr(a, "shape")]:
-      raise TypeError(f"tinyjax: the function returns {', '.join(tokens)} (an ordering token from lax.create_token or "
-                      f"after_all); tokens work inside a tiny function but cannot be returned from it")
-    self.const_cache = {}
-    with building(device, self.const_cache):
-      consts = [const_tensor(c) for c in collect_consts(closed_jaxpr)]
-    if consts: Tensor.realize(*consts)
-    self.lower_count = 0
-    self.host_sync = needs_host_sync(closed_jaxpr)
-    self._jits = {}   # which inputs share a buffer -> TinyJit (TinyJit takes each buffer once)
-
-  def evaluate(self, inputs):
-    """The interpreter's lazy outputs for these inputs (the graph tinygrad will fuse)."""
-    self.lower_count += 1
-    with building(self.device, self.const_cache):
-      return eval_closed_jaxpr(self.closed_jaxpr, *inputs)
-
-  def __call__(self, inputs):
-    if not self.use_jit: return self.evaluate(inputs)
-    if self.host_sync:   # a while_loop's predicate or a callback's arguments are read on the host: no capture
-      outs = self.evaluate(inputs)
-      if written := [o for o in outs if o.numel()]: Tensor.realize(*written)
-      return outs
-    outs = [_empty_like(aval, self.device) for aval in self.out_avals]
-    written = [o for o in outs if o.numel()]
-    if not written: return outs     # nothing to compute: every output has no elements
-    for o in written: o.uop.buffer.ensure_allocated()
-    unique, positions = self.layout(inputs)
-    jit = self._jits.get(positions)
-    if jit is None:
-      def run(*args):
-        results = self.evaluate(rebuild(args, positions, self.device))
-        Tensor.realize(*[buf.assign(r) for buf, r in zip(args[len(unique):], (r for r, o in zip(results, outs) if o.numel()))])
-      jit = self._jits[positions] = TinyJit(run)
-      jit.cnt = 1   # capture on the first call: inputs and constants are already realized buffers
-      capture(jit, *unique, *written)
-    else: replay(jit, [*unique, *written])
-    return outs
-
-  def layout(self, inputs):
-    """The distinct input buffers, and which input is which: the capture a call replays depends on the sharing."""
-    return dedupe(whole_buffers(inputs, self.device))
-
-  def __getstate__(self): raise TypeError("tinyjax programs cannot be pickled")
-
-
-def _empty_like(aval, device):
-  shape = physical_shape(aval)   # (Tensor.empty's symbolic-shape handling costs ~0.25 ms an output per call)
-  return Tensor(UOp.new_buffer(device, math.prod(shape), to_tiny(aval.dtype)).reshape(shape))
 
 
 class tiny:

@@ -62,11 +62,9 @@ def kernels(fn, *args, **kwargs) -> Kernels:
     raise NotImplementedError("tinyjax.kernels: this program reads values on the host while it runs (a while_loop, a scan "
                               "longer than 8 steps, or a host callback), so it is re-interpreted per call and has no single "
                               "kernel capture to export")
-  # which inputs share a buffer picks the capture this call replays, as in Program.__call__
   _, leaves, sigs, _ = fn._signature_of(args, kwargs, program.device)
-  _, positions = program.layout([leaf_to_tensor(x, s, program.device) for x, s in zip(leaves, sigs)])
-  jit = program._jits.get(positions)
-  if jit is None or jit.captured is None: return Kernels()   # every output is empty: nothing ran
+  jit = program.captured_for([leaf_to_tensor(x, s, program.device) for x, s in zip(leaves, sigs)])
+  if jit is None: return Kernels()   # every output is empty: nothing ran
   out, names = Kernels(), {}   # tinygrad names kernels by shape: two different kernels can share a name
   for prg, call in _programs(jit.captured.linear):
     src, name = next(s.arg for s in prg.src if s.op is Ops.SOURCE), prg.arg.function_name

@@ -2,6 +2,7 @@
 that point at the user's source line)."""
 import contextlib
 import contextvars
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -14,11 +15,6 @@ from .dtypes import is_key_dtype, to_tiny
 from .keys import apply_to_key_components, carries_keys
 from .ops import RULES, UNSUPPORTED
 from .rules.numerics import DEVICE, const
-
-# Tensors for a program's constants (closed-over arrays, array literals), made once per program and reused:
-# id(value) -> (value, Tensor). The value is kept so that its id stays unique while the program lives. Rules that
-# keep per-program state put it here under tuple keys (control_flow's captured scan steps), to be freed with it.
-CONSTS = contextvars.ContextVar("tinyjax_consts", default=None)
 
 
 def eval_jaxpr(jaxpr, consts, *args):
@@ -44,9 +40,9 @@ def literal(v):
 
 
 def const_tensor(value, dtype=None) -> Tensor:
-  """A program constant as a device buffer, converted once per program (see CONSTS)."""
+  """A program constant as a device buffer, converted once per program (see ProgramState)."""
   if isinstance(value, Tensor): return value
-  cache = CONSTS.get()
+  cache = state.consts if (state := STATE.get()) is not None else None
   if cache is not None and id(value) in cache: return cache[id(value)][1]
   data = jax.random.key_data(value) if is_key_dtype(getattr(value, "dtype", None)) else value
   t = numpy_to_tensor(np.asarray(data, dtype=dtype), DEVICE.get())
@@ -66,20 +62,68 @@ def numpy_to_tensor(a: np.ndarray, device) -> Tensor:
   return t.reshape(a.shape)
 
 
+# ---- the program being evaluated, and walks over its Jaxpr -----------------------------------------------------
+
+@dataclasses.dataclass(eq=False)
+class ProgramState:
+  """What one program keeps between evaluations, freed with it; `building` makes it current while a Jaxpr is
+  evaluated. Both dicts key by object ids, so each entry keeps the objects its key names alive (their ids stay
+  unique while the program lives)."""
+  device: str
+  consts: dict = dataclasses.field(default_factory=dict)  # id(value) -> (value, Tensor): constants, converted once
+  steps: dict = dataclasses.field(default_factory=dict)   # rule's key -> CapturedStep: loop bodies captured once
+
+
+STATE = contextvars.ContextVar("tinyjax_program", default=None)
+
+
+@contextlib.contextmanager
+def building(state: ProgramState):
+  """The context a program is evaluated in: its device for new tensors, its constants and captured steps."""
+  dev_token, state_token = DEVICE.set(state.device), STATE.set(state)
+  try: yield
+  finally: DEVICE.reset(dev_token); STATE.reset(state_token)
+
+
+def program_steps() -> dict:
+  """Where a rule keeps what it captured (capture.CapturedStep), to be reused on the program's later calls and freed
+  with it. Outside a program nothing is kept."""
+  state = STATE.get()
+  return state.steps if state is not None else {}
+
+
 def collect_consts(closed):
   """Every constant a program needs — its own, sub-jaxprs', array literals — so they become buffers before capture."""
   found = list(closed.consts)
-  def walk(jaxpr):
-    for eqn in jaxpr.eqns:
-      found.extend(v.val for v in eqn.invars if isinstance(v, jcore.Literal) and np.ndim(v.val))
-      for sub in _subjaxprs(eqn.params):
-        if isinstance(sub, jcore.ClosedJaxpr): found.extend(sub.consts); walk(sub.jaxpr)
-        else: walk(sub)
-  walk(closed.jaxpr)
+  for eqn, _ in equations(closed.jaxpr):
+    found += [v.val for v in eqn.invars if isinstance(v, jcore.Literal) and np.ndim(v.val)]
+    found += [c for sub in subjaxprs(eqn.params) if isinstance(sub, jcore.ClosedJaxpr) for c in sub.consts]
   return found
 
 
-def _subjaxprs(params):
+def needs_host_sync(closed) -> bool:
+  """Whether evaluating this (Closed)Jaxpr reads values on the host (a while's trip count, a callback's arguments,
+  a long scan's step loop): then a program holding it cannot be captured whole, and a loop body holding it cannot
+  be captured once. Each rule says so for its own equations (Rule.host_sync: a flag, or a predicate of the
+  equation where it depends on the params)."""
+  jaxpr = closed.jaxpr if isinstance(closed, jcore.ClosedJaxpr) else closed
+  for eqn, _ in equations(jaxpr):
+    flag = rule.host_sync if (rule := RULES.get(eqn.primitive)) is not None else False
+    if flag(eqn) if callable(flag) else flag: return True
+  return False
+
+
+def equations(jaxpr, enclosing=()):
+  """Every equation of a Jaxpr and of its sub-jaxprs, depth first, each with the equations enclosing it (outermost
+  first): the one walk for constants, host reads and the coverage report."""
+  for eqn in jaxpr.eqns:
+    yield eqn, enclosing
+    for sub in subjaxprs(eqn.params):
+      yield from equations(sub.jaxpr if isinstance(sub, jcore.ClosedJaxpr) else sub, (*enclosing, eqn))
+
+
+def subjaxprs(params):
+  """The (Closed)Jaxprs among an equation's params (a cond's branches come as a tuple)."""
   for p in params.values():
     for item in (p if isinstance(p, (tuple, list)) else (p,)):
       if isinstance(item, (jcore.ClosedJaxpr, jcore.Jaxpr)): yield item
@@ -145,11 +189,3 @@ def describe(eqn) -> str:
 def _short(v) -> str:
   s = "<jaxpr>" if isinstance(v, (jcore.ClosedJaxpr, jcore.Jaxpr)) else repr(v)
   return s if len(s) < 80 else s[:77] + "..."
-
-
-@contextlib.contextmanager
-def building(device, const_cache):
-  """The context a program is built in: the device for new tensors and the program's constant cache."""
-  dev_token, const_token = DEVICE.set(device), CONSTS.set(const_cache)
-  try: yield
-  finally: DEVICE.reset(dev_token); CONSTS.reset(const_token)

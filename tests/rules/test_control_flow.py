@@ -1,5 +1,7 @@
 """Control flow (tinyjax/rules/control_flow.py) against jax.jit: cond/switch, while_loop with data-dependent trip counts,
 scan (forward, reverse, consts, length 0, keys) and its gradient, fori_loop, platform_dependent."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -115,9 +117,10 @@ def test_cond_around_while_reads_index_on_host():
 
 
 
-def _while_steppers(f):
+def _while_captures(f):
   """The captured while iterations a tiny function's programs keep (one TinyJit per iteration layout)."""
-  return [v for prog in f.programs.values() for k, v in prog.const_cache.items() if isinstance(k, tuple) and k[0] == "while"]
+  return [jit for prog in f.programs.values() for key, step in prog.state.steps.items() if key[0] == "while"
+          for jit in step.jits.values()]
 
 
 def test_while_replays_one_captured_iteration():
@@ -130,7 +133,7 @@ def test_while_replays_one_captured_iteration():
   for n in (500, 3, 0, 1, 2, 40):
     assert_same(g(x, n), jax.jit(f)(x, n), rtol=1e-5, atol=1e-6)
   assert g.trace_count == 1
-  assert len(_while_steppers(g)) == 1   # no buffer is shared between the consts, the carry and its ping-pong
+  assert len(_while_captures(g)) == 1   # no buffer is shared between the consts, the carry and its ping-pong
 
 
 def test_while_batched_predicate_and_empty_carry():
@@ -255,3 +258,41 @@ def test_nested_scans_and_a_scan_in_a_while():
     w = lax.while_loop(lambda v: v[0] < 50, lambda v: lax.scan(lambda a, _: (a + 1, a), v, None, length=12)[0], c)
     return c, ys, w
   check_eager(f, jnp.ones(3))
+
+
+# ---- what the loops keep -----------------------------------------------------------------------------------------
+
+def _fails_once(monkeypatch, prim):
+  """Make `prim`'s rule raise on its first use only (inside the first call's capture)."""
+  from tinyjax import ops
+  rule, failed = ops.RULES[prim], []
+  def fn(*args, **params):
+    if not failed: failed.append(True); raise RuntimeError("simulated failure inside the capture")
+    return rule.fn(*args, **params)
+  monkeypatch.setitem(ops.RULES, prim, dataclasses.replace(rule, fn=fn))
+
+
+@pytest.mark.parametrize("loop", ["while", "scan"])
+def test_a_loop_whose_capture_failed_captures_again(monkeypatch, loop):
+  """A rule raising while a loop's step is captured: no half-made capture is kept, the next call captures again."""
+  _fails_once(monkeypatch, P.tanh_p)
+  if loop == "while": f = lambda x: lax.while_loop(lambda c: c[0] < 20, lambda c: (c[0] + 1, jnp.tanh(c[1]) + 0.5), (0, x))
+  else: f = lambda x: lax.scan(lambda c, _: (jnp.tanh(c) + 0.5, c.sum()), x, None, length=20)
+  g, x = tiny(f), np.linspace(-1, 1, 5, dtype=np.float32)
+  with pytest.raises(RuntimeError, match="simulated failure"): g(x)
+  for _ in range(2): assert_same(g(x), jax.jit(f)(x), rtol=1e-6, atol=1e-6)
+  assert g.trace_count == 1
+
+
+def test_needs_host_sync_asks_each_rule():
+  """A while or a callback reads the host always, a scan only when it is long enough to be stepped; nested in
+  jit and cond alike."""
+  from tinyjax.interpreter import needs_host_sync
+  def nested(n):
+    body = lambda c, x: (c + x, c)
+    return jax.make_jaxpr(lambda p, xs: jax.jit(lambda xs: lax.cond(p, lambda: lax.scan(body, 0.0, xs)[0], lambda: 0.0))(xs))(
+      True, np.zeros(n, np.float32))
+  assert not needs_host_sync(nested(control_flow.UNROLL_MAX_LENGTH))
+  assert needs_host_sync(nested(control_flow.UNROLL_MAX_LENGTH + 1))
+  assert needs_host_sync(jax.make_jaxpr(lambda x: lax.while_loop(lambda v: v < 3, lambda v: v + 1, x))(0))
+  assert needs_host_sync(jax.make_jaxpr(lambda x: jax.debug.callback(print, x) or x)(0))

@@ -6,48 +6,40 @@ tinygrad graphs are static, so:
   XLA's conditional does. A branch that holds a `while` needs host syncs, and so does its cond: the index is read
   on the host and only the taken branch is evaluated (an untaken branch's loop might never end).
 - while needs its predicate on the host every iteration (a data-dependent trip count). One iteration — the body,
-  then the predicate of the new carry — is captured once as a TinyJit and replayed; after each replay one bool is
-  read with `.item()`, and the carry ping-pongs between two sets of buffers. The program around the loop cannot be
-  captured whole (the captured call's trip count would be baked in: a silently wrong answer), so the rule refuses
-  to run while TinyJit is capturing; `needs_host_sync(closed_jaxpr)` lets the decorator decide that before
-  capturing, and such programs are re-interpreted per call (their kernels stay compiled). A body that itself
-  reads the host (a nested while, a callback) is evaluated afresh each iteration instead. Measured on the 2-core
-  CPU: a 300-iteration loop of a 64x64 matmul + tanh takes 0.2 s (0.7 ms an iteration; re-interpreting each
+  then the predicate of the new carry — is captured once (a capture.CapturedStep kept in the program's state) and
+  replayed; after each replay one bool is read with `.item()`, and the carry ping-pongs between two sets of
+  buffers. The program around the loop cannot be captured whole (the captured call's trip count would be baked in:
+  a silently wrong answer), so the rule refuses to run while TinyJit is capturing; `interpreter.needs_host_sync`,
+  reading the rules' host_sync, lets the program decide that before capturing, and such programs are
+  re-interpreted per call (their kernels stay compiled). A body that itself reads the host (a nested while, a
+  callback) is evaluated afresh each iteration instead. Measured on the 2-core CPU: a 300-iteration loop of a 64x64
+  matmul + tanh takes 0.12 s a call (0.4 ms an iteration, benchmarks/capture_overhead.py; re-interpreting each
   iteration took 11 s).
 - scan has a static length. A short one (length <= UNROLL_MAX_LENGTH) is unrolled, one copy of the body per step,
   into the surrounding graph, which the program's capture then replays whole. A longer one runs its body as kernels
-  captured once (a TinyJit per scan and argument layout, kept with the program) and replayed once per step, with the
-  step index a bound Variable: each replay reads row i of xs and writes row i of the ys buffers by symbolic shrinks,
-  and the carry ping-pongs between two sets of buffers. The step loop runs on the host, so a program holding such a
-  scan is re-interpreted on each call, like one holding a while (its kernels stay compiled). Costs, measured on the
-  2-core CPU: a 16-unit tanh RNN of 200 steps builds in 0.6 s (unrolled: 60 s) and replays in 56 ms (unrolled: 25 ms);
-  flax nn.RNN(LSTM 128) over 256 steps: 0.4 s per forward call (~1.5 ms a step: 5 kernels and the replay's Python).
+  captured once (a capture.CapturedStep kept in the program's state) and replayed once per step, with the step
+  index a bound Variable: each replay reads row i of xs and writes row i of the ys buffers by symbolic shrinks, and
+  the carry ping-pongs between two sets of buffers. The step loop runs on the host, so a program holding such a
+  scan is re-interpreted on each call, like one holding a while (its kernels stay compiled): the scan's host_sync
+  is a predicate of the equation (`steps_on_host`: its length), the one rule whose host reads depend on params.
+  Costs, measured on the 2-core CPU: a 16-unit tanh RNN of 200 steps builds in 0.6 s (unrolled: 60 s) and then
+  takes 15 ms a call (benchmarks/capture_overhead.py); flax nn.RNN(LSTM 128) over 256 steps: 0.4 s per forward
+  call (~1.5 ms a step: 5 kernels and the replay's Python).
   Inside a capture (a stepped scan's body) a nested scan is unrolled.
 """
 import numpy as np
-from jax.extend import core as jcore
 from jax.extend.core import primitives as P
-from tinygrad import Tensor, TinyJit, Variable, dtypes as tg
+from tinygrad import Tensor, Variable, dtypes as tg
 
-from ..capture import capture, dedupe, rebuild, replay, whole_buffers
+from ..capture import CapturedStep, empty_buffer, empty_buffers, layout, whole_buffers
 from ..dtypes import physical_shape, to_tiny
-from ..interpreter import CONSTS, _subjaxprs, eval_closed_jaxpr
-from ..ops import RULES, primitive, register
+from ..interpreter import eval_closed_jaxpr, needs_host_sync, program_steps
+from ..ops import primitive, register
 from .numerics import DEVICE, const
 
 
 class HostSyncInJitError(NotImplementedError):
   """A value must be read on the host mid-program (a while_loop's predicate), which a TinyJit capture cannot replay."""
-
-
-def needs_host_sync(closed) -> bool:
-  """Whether evaluating this (Closed)Jaxpr reads values on the host: it contains a `while` anywhere, or a primitive
-  whose rule runs one or reads the host otherwise (registered with host_sync=True)."""
-  jaxpr = closed.jaxpr if isinstance(closed, jcore.ClosedJaxpr) else closed
-  for eqn in jaxpr.eqns:
-    if ((rule := RULES.get(eqn.primitive)) is not None and rule.host_sync) or steps_on_host(eqn): return True
-    if any(needs_host_sync(sub) for sub in _subjaxprs(eqn.params)): return True
-  return False
 
 
 def refuse_inside_jit_capture(what):
@@ -118,45 +110,37 @@ def _advance(pred, new, carry):
 
 
 def _captured_while(cond_jaxpr, body_jaxpr, cond_consts, body_consts, carry):
-  """One iteration (body, then the predicate of the new carry) captured once as a TinyJit and replayed until the
-  predicate, read on the host after each replay, is false. The carry ping-pongs between two sets of buffers."""
+  """One iteration (body, then the predicate of the new carry) captured once and replayed until the predicate, read
+  on the host after each replay, is false. The carry ping-pongs between two sets of buffers."""
   device = DEVICE.get()
   cond_consts, body_consts = _on_device(cond_consts), _on_device(body_consts)
   pred, = eval_closed_jaxpr(cond_jaxpr, *cond_consts, *carry)
   if not _host_int((pred.any() if pred.ndim else pred).realize()): return carry
-  avals = body_jaxpr.out_avals
-  ping_pong = [[Tensor.empty(*physical_shape(a), dtype=to_tiny(a.dtype), device=device) for a in avals] for _ in range(2)]
-  go = Tensor.empty(1, dtype=tg.bool, device=device)
-  for t in (*ping_pong[0], *ping_pong[1], go):
-    if t.numel(): t.uop.buffer.ensure_allocated()
-  n_cond, n_body = len(cond_consts), len(body_consts)
-
-  def iteration(*buffers):
-    cc, bc = buffers[:n_cond], buffers[n_cond:n_cond + n_body]
-    old, out, go_out = buffers[n_cond + n_body:-len(avals) - 1], buffers[-len(avals) - 1:-1], buffers[-1]
-    pred, = eval_closed_jaxpr(cond_jaxpr, *cc, *old)
-    new = _advance(pred, eval_closed_jaxpr(body_jaxpr, *bc, *old), old)
-    pred_new, = eval_closed_jaxpr(cond_jaxpr, *cc, *new)
-    writes = [buf.assign(n) for buf, n in zip(out, new) if buf.numel()]
-    Tensor.realize(*writes, go_out.assign((pred_new.any() if pred_new.ndim else pred_new).reshape(1)))
-
-  steppers = CONSTS.get() if CONSTS.get() is not None else {}
+  ping_pong, go = [empty_buffers(body_jaxpr.out_avals, device) for _ in range(2)], empty_buffer((1,), tg.bool, device)
+  steps = program_steps()
+  if (step := steps.get(key := ("while", id(cond_jaxpr), id(body_jaxpr)))) is None:
+    step = steps[key] = CapturedStep(_while_iteration(cond_jaxpr, body_jaxpr, len(cond_consts), len(body_consts)), device)
   layouts, n = {}, 0
   while True:
     out = ping_pong[n % 2]
-    layout = (n == 0, n % 2)
-    if layout not in layouts: layouts[layout] = dedupe([*cond_consts, *body_consts, *carry, *out, go])
-    unique, positions = layouts[layout]
-    key = ("while", id(body_jaxpr), id(cond_jaxpr), device, positions)
-    if key not in steppers:
-      def run(*args, positions=positions): return iteration(*rebuild(args, positions, device))
-      steppers[key] = ((body_jaxpr, cond_jaxpr), TinyJit(run))
-      steppers[key][1].cnt = 1
-    jit = steppers[key][1]
-    if jit.captured is None: capture(jit, *unique)
-    else: replay(jit, unique)
+    if (which := (n == 0, n % 2)) not in layouts: layouts[which] = layout([*cond_consts, *body_consts, *carry, *out, go])
+    step.run(layouts[which])
     carry, n = list(out), n + 1
     if not go.item(): return carry
+
+
+def _while_iteration(cond_jaxpr, body_jaxpr, n_cond, n_body):
+  """The function a while's CapturedStep captures (its closure keeps the jaxprs its key names by id alive)."""
+  n_carry = len(body_jaxpr.out_avals)
+  def iteration(*buffers):
+    cc, bc = buffers[:n_cond], buffers[n_cond:n_cond + n_body]
+    old, out, go = buffers[n_cond + n_body:-n_carry - 1], buffers[-n_carry - 1:-1], buffers[-1]
+    pred, = eval_closed_jaxpr(cond_jaxpr, *cc, *old)
+    new = _advance(pred, eval_closed_jaxpr(body_jaxpr, *bc, *old), old)
+    pred_new, = eval_closed_jaxpr(cond_jaxpr, *cc, *new)
+    return [*(buf.assign(n) for buf, n in zip(out, new) if buf.numel()),
+            go.assign((pred_new.any() if pred_new.ndim else pred_new).reshape(1))]
+  return iteration
 
 
 # ---- scan ------------------------------------------------------------------------------------------------------
@@ -174,11 +158,12 @@ UNROLL_MAX_LENGTH = 8
 
 
 def steps_on_host(eqn) -> bool:
-  """Whether this scan equation will replay a captured body per step (so its program cannot be captured whole)."""
-  return eqn.primitive is P.scan_p and eqn.params["length"] > UNROLL_MAX_LENGTH
+  """The scan's host_sync: whether this scan equation will replay a captured body per step, its step loop on the host
+  (so the program around it cannot be captured whole)."""
+  return eqn.params["length"] > UNROLL_MAX_LENGTH
 
 
-@register(P.scan_p)
+@register(P.scan_p, host_sync=steps_on_host)
 def scan(*args, jaxpr, length, reverse, **params):   # linear, unroll, _split_transpose, ft_out: no effect here
   num_consts, num_carry = _scan_groups(params)
   consts, carry, xs = args[:num_consts], list(args[num_consts:num_consts + num_carry]), args[num_consts + num_carry:]
@@ -203,58 +188,50 @@ STEPS_PER_REPLAY = 1   # steps unrolled into one replay: more amortizes tinygrad
 
 
 def _stepped_scan(jaxpr, length, reverse, consts, carry, xs, num_carry):
-  """The scan body's kernels captured once (TinyJit) and replayed, STEPS_PER_REPLAY steps per replay (the rest in one
-  last replay of its own capture). The chunk's first step is a bound tinygrad Variable: each replay reads its rows of
-  xs and writes its rows of the ys buffers in place, by symbolic shrinks. The carry ping-pongs between two sets of
+  """The scan body's kernels captured once and replayed, STEPS_PER_REPLAY steps per replay (the rest in one last
+  replay of its own capture). The chunk's first step is a bound tinygrad Variable: each replay reads its rows of xs
+  and writes its rows of the ys buffers in place, by symbolic shrinks. The carry ping-pongs between two sets of
   fresh buffers (a kernel must not read the buffer it writes)."""
   device = DEVICE.get()
-  fresh = lambda avals, lead=(): [Tensor.empty(*lead, *physical_shape(a), dtype=to_tiny(a.dtype), device=device)
-                                  for a in avals]
   consts, carry, xs = _on_device(consts), _on_device(carry), _on_device(xs)
-  ping_pong, ys = (fresh(jaxpr.out_avals[:num_carry]), fresh(jaxpr.out_avals[:num_carry])), fresh(jaxpr.out_avals[num_carry:], (length,))
-  for t in (*ping_pong[0], *ping_pong[1], *ys):
-    if t.numel(): t.uop.buffer.ensure_allocated()
-  n_in, steps = len(consts) + num_carry + len(xs), min(STEPS_PER_REPLAY, length)
+  carry_avals, y_avals = jaxpr.out_avals[:num_carry], jaxpr.out_avals[num_carry:]
+  ping_pong, ys = (empty_buffers(carry_avals, device), empty_buffers(carry_avals, device)), empty_buffers(y_avals, device, (length,))
+  steps = min(STEPS_PER_REPLAY, length)
   full, rest = divmod(length, steps)
-  chunk = Variable("scan_chunk", 0, full - 1)
-  # captured steps live in the program's cache (interpreter.CONSTS), so they are freed with the program:
-  # ("scan", id(jaxpr), device, length, reverse, steps, start, buffer sharing) -> (jaxpr, TinyJit)
-  steppers = CONSTS.get() if CONSTS.get() is not None else {}
+  chunk, captured = Variable("scan_chunk", 0, full - 1), program_steps()
+  layouts = {}
+  for n in range(full + (rest > 0)):
+    out, count = ping_pong[n % 2], steps if n < full else rest
+    variable = n < full and full > 1   # (a Variable of one value would be folded away: then the start is fixed)
+    first = None if variable else n * steps
+    if (step := captured.get(key := ("scan", id(jaxpr), length, reverse, steps, count, first))) is None:
+      step = captured[key] = CapturedStep(_scan_chunk(jaxpr, length, reverse, len(consts), num_carry, steps, count, first), device)
+    if (which := (n == 0, n % 2, count)) not in layouts:   # which buffers the chunk gets depends only on these
+      layouts[which] = layout([*consts, *carry, *xs, *out, *ys])
+    step.run(layouts[which], {chunk: n} if variable else None)
+    carry = list(out)
+  return carry + ys
 
-  def run_steps(buffers, first, count):
-    """`count` steps from step `first` (a Variable expression or an int): the lazy graph of one replay."""
-    c, carry, x, targets = buffers[:len(consts)], buffers[len(consts):len(consts) + num_carry], \
-                           buffers[len(consts) + num_carry:n_in], buffers[n_in:]
+
+def _scan_chunk(jaxpr, length, reverse, n_consts, num_carry, steps, count, first):
+  """The function a stepped scan's CapturedStep captures: `count` steps from step `first`, or, where first is None,
+  from chunk * steps with the chunk a bound Variable (the last argument). Its closure keeps the jaxpr its key names
+  by id alive."""
+  n_in = len(jaxpr.in_avals)
+  def run_steps(*buffers):
+    start = buffers[-1] * steps if first is None else first
+    c, carry, x = buffers[:n_consts], buffers[n_consts:n_consts + num_carry], buffers[n_consts + num_carry:n_in]
+    targets = buffers[n_in:len(buffers) - (first is None)]
     writes = []
     for j in range(count):
-      row = length - 1 - (first + j) if reverse else first + j
+      row = length - 1 - (start + j) if reverse else start + j
       outs = eval_closed_jaxpr(jaxpr, *c, *carry, *[_row(t, row) for t in x])
       # each step's carry is its own buffer: left lazy, step j+1's kernels would recompute step j's
       carry = [o.contiguous() if j < count - 1 else o for o in outs[:num_carry]]
       writes += [buf.shrink(((row, row + 1),) + tuple((0, d) for d in buf.shape[1:])).assign(o.unsqueeze(0))
                  for buf, o in zip(targets[num_carry:], outs[num_carry:]) if buf.numel()]
-    writes += [buf.assign(o) for buf, o in zip(targets[:num_carry], carry) if buf.numel()]
-    if writes: Tensor.realize(*writes)
-
-  layouts = {}
-  for n in range(full + (rest > 0)):
-    out, count = ping_pong[n % 2], steps if n < full else rest
-    # TinyJit takes each real buffer once: pass the distinct non-empty ones, rebuild the argument list inside
-    layout = (n == 0, n % 2, count)   # which buffers the step gets depends only on these
-    if layout not in layouts: layouts[layout] = dedupe([*consts, *carry, *xs, *out, *ys])
-    unique, positions = layouts[layout]
-    variable = n < full and full > 1   # (a Variable of one value would be folded away: then the start is fixed)
-    key = ("scan", id(jaxpr), device, length, reverse, count, variable or n * steps, positions)
-    if key not in steppers:
-      def run(*args, positions=positions, count=count, variable=variable, first=n * steps):
-        return run_steps(rebuild(args, positions, device), args[-1] * steps if variable else first, count)
-      steppers[key] = (jaxpr, TinyJit(run))
-      steppers[key][1].cnt = 1   # capture on the first replay: every input is a realized buffer
-    jit = steppers[key][1]
-    if jit.captured is None: capture(jit, *unique, *([chunk.bind(n)] if variable else []))
-    else: replay(jit, unique, {chunk.expr: n} if variable else {})
-    carry = list(out)
-  return carry + ys
+    return writes + [buf.assign(o) for buf, o in zip(targets[:num_carry], carry) if buf.numel()]
+  return run_steps
 
 
 def _on_device(tensors): return whole_buffers(tensors, DEVICE.get())
