@@ -9,7 +9,8 @@ What else is known about a primitive is a flag on its Rule, read by the interpre
 table:
   note        what is partial about the rule (shown in the README's coverage table)
   host_sync   evaluating it reads values on the host (it runs a while loop, a callback): a program holding it is
-              re-interpreted per call instead of being captured whole
+              re-interpreted per call instead of being captured whole. A bool, or a predicate of the equation where
+              it depends on the params (a scan steps on the host only past a length)
   moves_keys  a data-movement rule that typed PRNG keys pass through: the interpreter applies it to each uint32
               component of the key data (see keys.py)
   with_avals  the rule also takes `in_avals=` and `out_avals=` (the equation's abstract values: a typed key's impl,
@@ -28,7 +29,7 @@ class Rule:
   primitive: jcore.Primitive
   fn: Callable
   note: str | None = None
-  host_sync: bool = False
+  host_sync: "bool | Callable" = False   # or a predicate of the JaxprEqn
   moves_keys: bool = False
   with_avals: bool = False
 
@@ -37,7 +38,7 @@ RULES: dict = {}         # jax Primitive -> Rule
 UNSUPPORTED: dict = {}   # primitive name -> why tinyjax has no rule for it
 
 
-def register(*primitives, note: str | None = None, host_sync: bool = False, moves_keys: bool = False,
+def register(*primitives, note: str | None = None, host_sync: "bool | Callable" = False, moves_keys: bool = False,
              with_avals: bool = False):
   """Decorator: `@register(P.add_p)` makes the function the rule for that primitive (None, a primitive this JAX
   version lacks, is skipped). A primitive registered twice is a bug, caught at import."""
