@@ -15,8 +15,6 @@ hypothesis examples replay the program the special-value test captured, which te
 """
 import functools
 import math
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -259,15 +257,6 @@ def test_unsafe_rewrites_special(name, fn, dtype):
 @given_data
 def test_unsafe_rewrites(name, fn, dtype, data):
   check(fn, data.draw(moderate_arrays(dtype, (32,))), data.draw(moderate_arrays(dtype, (32,))))   # the grid is above
-
-
-def test_rules_patched_after_tinygrad_ran():
-  """tinygrad compiles a rule at its first match: kernels run before `import tinyjax` must not keep x*0 -> 0."""
-  script = ("import numpy as np\nfrom tinygrad import Tensor\nx = Tensor(np.float32([np.nan, np.inf, 1]))\n"
-            "assert (x * 0.0).numpy()[2] == 0\nimport tinyjax\nprint((Tensor(np.float32([np.nan, np.inf, 2])) * 0.0).numpy())")
-  out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-  assert out.returncode == 0, out.stderr[-2000:]
-  assert out.stdout.split() == ["[nan", "nan", "0.]"], out.stdout
 
 
 def right_nested(x, y, z): return x + (y + z), x * (y * z), x - (y - z), x * (y / z), (y + z) + x
