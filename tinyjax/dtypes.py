@@ -1,4 +1,5 @@
-"""One table between JAX (numpy) dtypes and tinygrad dtypes, written once."""
+"""Every dtype table, written once: JAX (numpy) dtypes to tinygrad's and back, the integer of a dtype's width, the
+float formats' constants, the accumulator of half-precision floats, and a tensor's value on the host."""
 import jax
 import numpy as np
 from tinygrad import dtypes as tg
@@ -31,12 +32,42 @@ def to_jax(dtype) -> np.dtype:
   except KeyError: raise TypeError(f"tinyjax: tinygrad dtype {dtype} has no JAX equivalent") from None
 
 
-def is_float(dtype) -> bool: return jax.numpy.issubdtype(dtype, jax.numpy.floating)
-def is_signed_int(dtype) -> bool: return jax.numpy.issubdtype(dtype, jax.numpy.signedinteger)
-def is_unsigned_int(dtype) -> bool: return jax.numpy.issubdtype(dtype, jax.numpy.unsignedinteger)
-def is_int(dtype) -> bool: return jax.numpy.issubdtype(dtype, jax.numpy.integer)
-
-
 def physical_shape(aval) -> tuple:
   """The shape of the tensor that carries a value of this aval: a typed key adds its key-data dims (threefry: 2)."""
   return tuple(aval.shape) + (tuple(aval.dtype._impl.key_shape) if is_key_dtype(aval.dtype) else ())
+
+
+# ---- tinygrad dtypes by width: the integer views that bit tricks work in ----------------------------------------
+
+_UINT_OF_WIDTH = {1: tg.uint8, 2: tg.uint16, 4: tg.uint32, 8: tg.uint64}
+_INT_OF_WIDTH = {1: tg.int8, 2: tg.int16, 4: tg.int32, 8: tg.int64}
+
+
+def same_width_uint(dtype):
+  """The unsigned integer tinygrad dtype as wide as `dtype` (itself for an unsigned one): the view in which C wraps
+  arithmetic modulo 2^n and a float's bits are plain bits."""
+  return _UINT_OF_WIDTH[dtype.itemsize]
+
+
+def same_width_int(dtype):
+  """The signed integer tinygrad dtype as wide as `dtype`: the view whose sign is a float's sign bit."""
+  return _INT_OF_WIDTH[dtype.itemsize]
+
+
+# ---- float formats -----------------------------------------------------------------------------------------------
+
+QUIET_NAN = {tg.float16: 0x7E00, tg.bfloat16: 0x7FC0, tg.float32: 0x7FC00000, tg.float64: 0x7FF8000000000000}   # bits
+EXPONENT_MASK = {tg.float16: 0x7C00, tg.bfloat16: 0x7F80, tg.float32: 0x7F800000, tg.float64: 0x7FF0000000000000}
+HALF_FLOATS = (tg.float16, tg.bfloat16)
+
+
+def accumulator(dtype):
+  """What XLA (CPU/GPU) computes and accumulates a dtype in: float32 for float16/bfloat16, else the dtype itself."""
+  return tg.float32 if dtype in HALF_FLOATS else dtype
+
+
+def tensor_to_numpy(t) -> np.ndarray:
+  """A tensor's value as numpy with JAX's dtype: tinygrad's .numpy() widens bfloat16 to float32, so bfloat16 comes
+  through its uint16 bits."""
+  if t.dtype == tg.bfloat16: return t.bitcast(tg.uint16).numpy().view(jax.numpy.bfloat16)
+  return t.numpy()

@@ -27,6 +27,7 @@ from tinygrad import Tensor, dtypes as tg
 
 from parity import FLOATS, INTS, SIGNED, UNSIGNED, arrays, assert_same, shapes
 from tinyjax import tiny
+from tinyjax.dtypes import tensor_to_numpy
 
 F32, F16, BF16 = np.dtype(np.float32), np.dtype(np.float16), np.dtype(jnp.bfloat16)
 F64, I64, U64 = np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.uint64)
@@ -44,10 +45,8 @@ def given_data(test):
 # ---- running and comparing -------------------------------------------------------------------------------------
 
 def host(x):
-  """A tiny output as numpy. parity.to_numpy would turn a bfloat16 Tensor into float32 (tinygrad's Tensor.numpy()
-  does), failing the dtype check; read its bits instead. (Belongs in parity.to_numpy.)"""
-  if isinstance(x, Tensor) and x.dtype == tg.bfloat16: return x.bitcast(tg.uint16).numpy().view(jnp.bfloat16)
-  return x
+  """A tiny output as numpy with JAX's dtype (tinygrad's Tensor.numpy() would turn bfloat16 into float32)."""
+  return tensor_to_numpy(x) if isinstance(x, Tensor) else x
 
 
 @functools.cache

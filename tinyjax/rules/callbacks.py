@@ -11,36 +11,35 @@ programs on each call (kernels stay compiled; the cost is scheduling). For the s
 a callback reads its index on the host and runs only the taken branch, and a callback in a loop body runs once per
 iteration, in order.
 """
-import jax.numpy as jnp
 import numpy as np
 from jax._src import callback as jax_callback, debugging
-from tinygrad import Tensor, dtypes as tg
 
+from ..dtypes import tensor_to_numpy
 from ..interpreter import numpy_to_tensor
 from ..ops import register
 from .control_flow import refuse_inside_jit_capture
 from .numerics import DEVICE
 
 
-def to_host(t: Tensor) -> np.ndarray:
-  """A tensor's value as numpy with JAX's dtype (tinygrad's .numpy() would widen bfloat16)."""
-  if t.dtype == tg.bfloat16: return t.bitcast(tg.uint16).numpy().view(jnp.bfloat16)
-  return t.numpy()
-
-
 def _host_args(name, args):
   refuse_inside_jit_capture(name)
-  return [to_host(a) for a in args]
+  return [tensor_to_numpy(a) for a in args]
 
+
+# The params are handed on to JAX's own implementation as they came.
 
 @register(debugging.debug_callback_p, host_sync=True)
-def debug_callback(*args, **params):
-  return debugging.debug_callback_p.impl(*_host_args("jax.debug.callback", args), **params)
+def debug_callback(*args, callback, effect, partitioned):
+  return debugging.debug_callback_p.impl(*_host_args("jax.debug.callback", args), callback=callback, effect=effect,
+                                         partitioned=partitioned)
 
 
 @register(getattr(debugging, "debug_print_p", None), host_sync=True)
-def debug_print(*args, **params):
-  return debugging.debug_print_p.impl(*_host_args("jax.debug.print", args), **params)
+def debug_print(*args, fmt, ordered, partitioned, in_tree, static_args, np_printoptions, has_placeholders, logging_record):
+  return debugging.debug_print_p.impl(*_host_args("jax.debug.print", args), fmt=fmt, ordered=ordered,
+                                      partitioned=partitioned, in_tree=in_tree, static_args=static_args,
+                                      np_printoptions=np_printoptions, has_placeholders=has_placeholders,
+                                      logging_record=logging_record)
 
 
 def _results(name, outs, result_avals):
@@ -55,12 +54,14 @@ def _results(name, outs, result_avals):
 
 
 @register(jax_callback.pure_callback_p, host_sync=True)
-def pure_callback(*args, result_avals, **params):
-  outs = jax_callback.pure_callback_impl(*_host_args("jax.pure_callback", args), result_avals=result_avals, **params)
+def pure_callback(*args, callback, result_avals, sharding, vmap_method):
+  outs = jax_callback.pure_callback_impl(*_host_args("jax.pure_callback", args), callback=callback,
+                                         result_avals=result_avals, sharding=sharding, vmap_method=vmap_method)
   return _results("jax.pure_callback", outs, result_avals)
 
 
 @register(jax_callback.io_callback_p, host_sync=True)
-def io_callback(*args, result_avals, **params):
-  outs = jax_callback.io_callback_impl(*_host_args("io_callback", args), result_avals=result_avals, **params)
+def io_callback(*args, callback, result_avals, sharding, ordered):
+  outs = jax_callback.io_callback_impl(*_host_args("io_callback", args), callback=callback, result_avals=result_avals,
+                                       sharding=sharding, ordered=ordered)
   return _results("io_callback", outs, result_avals)

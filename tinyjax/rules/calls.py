@@ -8,7 +8,6 @@ JAX adds is an error naming the primitive rather than silently ignored.
 import numpy as np
 from jax.extend.core import primitives as P
 
-from ..dtypes import is_key_dtype
 from ..interpreter import eval_closed_jaxpr, eval_jaxpr
 from ..ops import primitive, register, unsupported
 from .numerics import const
@@ -35,7 +34,7 @@ def composite(*args, jaxpr, name=None, attributes=None, version=None):
   return eval_closed_jaxpr(jaxpr, *args)   # lax.composite: its decomposition
 
 
-@register(P.remat_p)
+@register(P.remat_p)   # named remat2 in Jaxprs: jax.checkpoint
 def remat2(*args, jaxpr, prevent_cse=None, differentiated=None, policy=None):
   return eval_jaxpr(jaxpr, [], *args)
 
@@ -94,22 +93,18 @@ def after_all(*tokens): return const(False, np.bool_, (0,))
 
 # ---- values with no defined contents ---------------------------------------------------------------------------
 
+# XLA lowers uninitialized values as zeros, and so does this; for a typed key, zero key data (XLA's zeros of its bits).
+
 @register(P.empty2_p)
 def empty2(*, dtype, memory_space=None):
-  """An uninitialized scalar (what scan's and autodiff's `empty_like` broadcast); XLA lowers it as zeros."""
-  return _zeros((), dtype)
+  """An uninitialized scalar (what scan's and autodiff's `empty_like` broadcast)."""
+  return const(0, dtype, ())
 
 
 @register(primitive("empty_p"))
 def empty(*, shape, dtype, out_sharding=None):
-  """lax.empty: uninitialized values; XLA CPU lowers it as zeros, and so does this."""
-  return _zeros(tuple(shape), dtype)
-
-
-def _zeros(shape, dtype):
-  """Zeros of a value's carrier: a typed key is its uint32 key data (a zero key, as XLA's zeros of its bits)."""
-  if is_key_dtype(dtype): return const(0, np.uint32, tuple(shape) + tuple(dtype._impl.key_shape))
-  return const(0, np.dtype(dtype), shape)
+  """lax.empty: uninitialized values."""
+  return const(0, dtype, tuple(shape))
 
 
 # ---- what has no rule, and why ---------------------------------------------------------------------------------

@@ -21,10 +21,10 @@ import numpy as np
 from jax.extend.core import primitives as P
 from tinygrad import Tensor, dtypes as tg
 
-from ..dtypes import to_jax, to_tiny
+from ..dtypes import EXPONENT_MASK, accumulator, same_width_uint, to_tiny
 from ..ops import register
-from .numerics import const, is_bool, is_float, jdtype, nan_where
-from .reductions import _identity, apply_body, fold, monoid_bodies
+from .numerics import const, iota_along, is_bool, is_float, nan_where
+from .reductions import MONOID_REDUCTIONS, apply_body, fold, identity, monoid_applies, monoid_bodies
 from .shapes import _interleave_zeros, pad
 
 
@@ -46,11 +46,9 @@ def _ints(params):
 def _isnan(x):
   """NaN test by bit pattern. Tensor.isnan is `x != x`, and tinygrad 0.14 constant-folds that to False wherever x is
   (or selects) a NaN constant — its ConstFloat treats nan == nan — e.g. right after ops.nan_where."""
-  if x.dtype == tg.float64: return (x.bitcast(tg.int64) & 0x7FFFFFFFFFFFFFFF) > 0x7FF0000000000000
-  return (x.cast(tg.float32).bitcast(tg.int32) & 0x7FFFFFFF) > 0x7F800000   # halves widen exactly, NaN stays NaN
-
-
-def _half_accumulator(dtype): return tg.float32 if dtype in (tg.float16, tg.bfloat16) else dtype
+  if x.dtype != tg.float64: x = x.cast(tg.float32)   # halves widen exactly, NaN stays NaN
+  u = same_width_uint(x.dtype)
+  return (x.bitcast(u) & (u.max >> 1)) > EXPONENT_MASK[x.dtype]   # the magnitude's bits above inf's
 
 
 # ---- convolution -----------------------------------------------------------------------------------------------
@@ -65,7 +63,7 @@ def conv_general_dilated(lhs, rhs, *, window_strides, padding, lhs_dilation, rhs
   window_strides, padding, lhs_dilation, rhs_dilation = map(_ints, (window_strides, padding, lhs_dilation, rhs_dilation))
   out_dtype = to_tiny(preferred_element_type) if preferred_element_type is not None else lhs.dtype
   # bool: count the true products, then test for nonzero; halves: products are exact in float32, so accumulate there
-  compute = tg.int32 if out_dtype == tg.bool else _half_accumulator(out_dtype)
+  compute = tg.int32 if out_dtype == tg.bool else accumulator(out_dtype)
   x, w = lhs.permute(lhs_spec).cast(compute), rhs.permute(rhs_spec).cast(compute)   # (N, C, *S), (O, I, *K)
   (n, c), spatial = x.shape[:2], x.shape[2:]
   (o, i), window = w.shape[:2], w.shape[2:]
@@ -76,9 +74,9 @@ def conv_general_dilated(lhs, rhs, *, window_strides, padding, lhs_dilation, rhs
   padded = [_dilated_padded_size(s, d, lo, hi) for s, d, (lo, hi) in zip(spatial, lhs_dilation, padding)]
   out_spatial = [_window_count(p, k, s, d) for p, k, s, d in zip(padded, window, window_strides, rhs_dilation)]
   out_shape = (n, o, *out_spatial)
-  if 0 in out_shape or i == 0: return _to_out(const(0, to_jax(out_dtype), out_shape), out_spec)   # nothing to add up
+  if 0 in out_shape or i == 0: return _to_out(const(0, out_dtype, out_shape), out_spec)   # nothing to add up
   if 0 in spatial:   # the window sees only padding (XLA returns zeros here even for inf weights)
-    return _to_out(const(0, to_jax(out_dtype), out_shape), out_spec)
+    return _to_out(const(0, out_dtype, out_shape), out_spec)
   x = _dilate_and_pad(x, 2, lhs_dilation, padding)
   if any(d > 1 for d in lhs_dilation) or any(p != (0, 0) for p in padding): x = x.contiguous()   # see _windows
   if batch_group_count > 1:
@@ -123,7 +121,7 @@ def _windows(x, fill, window_dimensions, window_strides, padding, base_dilation,
     if x.dtype == tg.bfloat16:   # padded as bits: clang-19 compiles a bf16 constant in a masked load to a call of
       bits = int(np.array(fill, jnp.bfloat16).view(np.uint16))   # __truncsfbf2, which tinygrad's loader cannot link
       x = pad(x.bitcast(tg.uint16), const(bits, np.uint16), padding_config=config).contiguous().bitcast(tg.bfloat16)
-    else: x = pad(x, const(fill, jdtype(x)), padding_config=config).contiguous()
+    else: x = pad(x, const(fill, x.dtype), padding_config=config).contiguous()
   return x._pool(tuple(window_dimensions), tuple(window_strides), tuple(window_dilation)), tuple(outs)
 
 
@@ -132,21 +130,23 @@ def _window_axes(win, outs): return tuple(range(len(outs), win.ndim))
 
 
 def _reduce_window(x, kind, window_dimensions, window_strides, padding, base_dilation, window_dilation, init=None):
-  """Reduce every window with a monoid ('sum', 'prod', 'max', 'min'); padding and holes hold its identity. `init`
-  (a scalar Tensor) is folded in once per window, as XLA's CPU loop does for the generic reduce_window."""
+  """Reduce every window with a monoid ('sum', 'prod', 'max', 'min'; over bools also 'or', 'and'); padding and holes
+  hold its identity. `init` (a scalar Tensor) is folded in once per window, as XLA's CPU loop does for the generic
+  reduce_window."""
   if any(k <= 0 for k in window_dimensions): raise NotImplementedError(f"reduce_window with an empty window {window_dimensions}")
-  identity = _identity(x, kind)
-  win, outs = _windows(x, identity, window_dimensions, window_strides, padding, base_dilation, window_dilation)
-  if win is None: return const(identity, jdtype(x), outs)   # some output axis is empty
+  fill = identity(x, kind)
+  win, outs = _windows(x, fill, window_dimensions, window_strides, padding, base_dilation, window_dilation)
+  if win is None: return const(fill, x.dtype, outs)   # some output axis is empty
   axes = _window_axes(win, outs)
   if kind in ("sum", "prod"):
     if is_bool(x): raise NotImplementedError(f"reduce_window {kind} over booleans")
-    acc = _half_accumulator(x.dtype)
+    acc = accumulator(x.dtype)
     out = (win.sum(axes, dtype=acc) if kind == "sum" else win.prod(axes, dtype=acc)).cast(x.dtype)
     return out if init is None else init + out if kind == "sum" else init * out
   if is_bool(x):
-    out = win.any(axes) if kind == "max" else win.all(axes)
-    return out if init is None else out | init if kind == "max" else out & init
+    either = kind in ("max", "or")
+    out = win.any(axes) if either else win.all(axes)
+    return out if init is None else out | init if either else out & init
   out = win.max(axes) if kind == "max" else win.min(axes)
   if init is not None: out = out.maximum(init) if kind == "max" else out.minimum(init)
   if not is_float(x): return out
@@ -155,53 +155,54 @@ def _reduce_window(x, kind, window_dimensions, window_strides, padding, base_dil
 
 
 @register(P.reduce_window_sum_p)
-def reduce_window_sum(x, **window): return _reduce_window(x, "sum", **window)
+def reduce_window_sum(x, *, window_dimensions, window_strides, padding, base_dilation, window_dilation):
+  return _reduce_window(x, "sum", window_dimensions, window_strides, padding, base_dilation, window_dilation)
 
 
 @register(P.reduce_window_max_p)
-def reduce_window_max(x, **window): return _reduce_window(x, "max", **window)
+def reduce_window_max(x, *, window_dimensions, window_strides, padding, base_dilation, window_dilation):
+  return _reduce_window(x, "max", window_dimensions, window_strides, padding, base_dilation, window_dilation)
 
 
 @register(P.reduce_window_min_p)
-def reduce_window_min(x, **window): return _reduce_window(x, "min", **window)
+def reduce_window_min(x, *, window_dimensions, window_strides, padding, base_dilation, window_dilation):
+  return _reduce_window(x, "min", window_dimensions, window_strides, padding, base_dilation, window_dilation)
 
 
 # XLA's CPU reduce_window is a loop over each window's taps for any window size; up to this many taps so is ours (exact
 # for any body), beyond it the fold is a tree: the same result only for an associative body.
 WINDOW_SEQUENTIAL_MAX = 256
 
-_MONOID_KINDS = {P.add_p: "sum", P.mul_p: "prod", P.max_p: "max", P.min_p: "min", P.or_p: "max", P.and_p: "min"}
-
-
 def _monoid_kind(prim, x):
   """The _reduce_window kind of a monoid body over x, or None (bool add/mul, integer and/or, xor: the generic fold)."""
-  if prim in (P.add_p, P.mul_p) and is_bool(x): return None
-  if prim in (P.and_p, P.or_p) and not is_bool(x): return None
-  return _MONOID_KINDS.get(prim)
+  if not monoid_applies(prim, x) or prim is P.xor_p or (prim in (P.and_p, P.or_p) and not is_bool(x)): return None
+  return MONOID_REDUCTIONS[prim][0]
 
 
 @register(P.reduce_window_p, note=f"a body that is not associative, over windows of more than {WINDOW_SEQUENTIAL_MAX} taps, "
                                   "folds as a tree (XLA's loop goes tap by tap)")
-def reduce_window(*operands_and_inits, jaxpr, consts, **window):
+def reduce_window(*operands_and_inits, jaxpr, consts, window_dimensions, window_strides, padding, base_dilation,
+                  window_dilation):
   """The generic form: any number of operands, a reduction body given as a Jaxpr. XLA (CPU) starts each window from
   the init values and folds in the real elements only (padding and base-dilation holes are skipped), tap by tap in
   row-major window order: `acc = body(acc, x)`. A body that is a monoid per operand is op(init, monoid-reduce of the
   window); any other is reductions.fold over the window's taps gathered into a trailing axis, with the padding
   masked out (sequential up to WINDOW_SEQUENTIAL_MAX taps: XLA's order, exact for any body)."""
+  window = dict(window_dimensions=window_dimensions, window_strides=window_strides, padding=padding,
+                base_dilation=base_dilation, window_dilation=window_dilation)
   k = len(operands_and_inits) // 2
   xs, inits = operands_and_inits[:k], operands_and_inits[k:]
   if xs[0].ndim == 0: return list(xs)   # XLA (CPU) hands a rank-0 operand back as it is, without folding in init
   prims = monoid_bodies(jaxpr, consts, k)
   kinds = [_monoid_kind(p, x) for p, x in zip(prims, xs)] if prims else [None]
   if None not in kinds: return [_reduce_window(x, kind, **window, init=init) for x, kind, init in zip(xs, kinds, inits)]
-  if any(d <= 0 for d in window["window_dimensions"]):
-    raise NotImplementedError(f"reduce_window with an empty window {window['window_dimensions']}")
+  if any(d <= 0 for d in window_dimensions): raise NotImplementedError(f"reduce_window with an empty window {window_dimensions}")
   wins = [_windows(x, 0, **window) for x in xs]
   outs = wins[0][1]
   if wins[0][0] is None: return [i.reshape((1,) * len(outs)).expand(outs) for i in inits]   # some output axis is empty
-  taps = math.prod(_ints(window["window_dimensions"]))
+  taps = math.prod(_ints(window_dimensions))
   values = [w.reshape(*outs, taps) for w, _ in wins]
-  holes = any(p != (0, 0) for p in _ints(window["padding"])) or any(b != 1 for b in _ints(window["base_dilation"]))
+  holes = any(p != (0, 0) for p in _ints(padding)) or any(b != 1 for b in _ints(base_dilation))
   valid = _valid_taps(xs[0].shape, **window).reshape(*outs, taps) if holes else None
   return fold(jaxpr, consts, values, inits, valid, sequential_max=WINDOW_SEQUENTIAL_MAX)
 
@@ -218,7 +219,7 @@ def _tap_index(window_dimensions):
   n, index, stride = len(window_dimensions), None, 1
   for axis in reversed(range(n)):
     k = window_dimensions[axis]
-    line = (Tensor.arange(k, dtype=tg.int32) * stride).reshape([k if a == axis else 1 for a in range(n)])
+    line = iota_along(window_dimensions, axis) * stride
     index, stride = line if index is None else index + line, stride * k
   return index
 
@@ -238,14 +239,14 @@ def _selected_tap(win, outs, valid, select_prim, init_first=False):
   nan = (_isnan(win) if valid is None else valid & _isnan(win)) if is_float(win) else None
   last_nan = nan.where(tap, -1).max(axes, keepdim=True) if nan is not None else const(-1, np.int32)
   candidate = tap > last_nan if valid is None else valid & (tap > last_nan)
-  identity = _identity(win, kind)
-  filled = candidate.where(win, const(identity, jdtype(win)))
+  fill = identity(win, kind)
+  filled = candidate.where(win, const(fill, win.dtype))
   best = filled.max(axes, keepdim=True) if kind == "max" else filled.min(axes, keepdim=True)
   hit = candidate & (win == best)
   none = k if first else -1   # no candidate after the last NaN: that NaN (or, without one, nothing) is kept
   chosen = hit.where(tap, none).min(axes, keepdim=True) if first else hit.where(tap, none).max(axes, keepdim=True)
   chosen = (chosen == none).where(last_nan, chosen)
-  if init_first and first: chosen = ((last_nan < 0) & (best == identity)).where(-1, chosen)
+  if init_first and first: chosen = ((last_nan < 0) & (best == fill)).where(-1, chosen)
   return tap == chosen
 
 
@@ -265,13 +266,13 @@ def select_and_scatter_add(source, operand, *, select_prim, window_dimensions, w
     raise NotImplementedError(f"select_and_scatter_add with negative padding {padding}")
   if not is_float(source): raise NotImplementedError("select_and_scatter_add of a non-float source (Tensor.gradient is float-only)")
   if 0 in operand.shape: return operand.cast(source.dtype)
-  if 0 in source.shape: return const(0, jdtype(source), operand.shape)
+  if 0 in source.shape: return const(0, source.dtype, operand.shape)
   if operand.ndim == 0: return source   # one window of one tap
   ones = (1,) * operand.ndim
-  fill = _identity(operand, "max" if select_prim is P.ge_p else "min")   # exactly JAX's choice (gt gets +inf too)
+  fill = identity(operand, "max" if select_prim is P.ge_p else "min")   # exactly JAX's choice (gt gets +inf too)
   win, outs = _windows(operand, fill, window_dimensions, window_strides, padding, ones, ones)
   onehot = _selected_tap(win, outs, None, select_prim)
-  acc = _half_accumulator(source.dtype)
+  acc = accumulator(source.dtype)
   # the transpose of the window view, by differentiating it at a placeholder of the padded shape (never read)
   padded = [n + lo + hi for n, (lo, hi) in zip(operand.shape, padding)]
   placeholder = Tensor.empty(*padded, dtype=acc, device=operand.device)
@@ -306,8 +307,8 @@ def select_and_scatter(operand, source, init_value, *, select_jaxpr, select_cons
   for k in range(1, taps):
     keep = apply_body(select_jaxpr, select_consts, [best], [values[..., k]])[0]
     best, chosen = keep.where(best, values[..., k]), keep.where(chosen, const(k, np.int32, outs))
-  onehot = (Tensor.arange(taps, dtype=tg.int32) == chosen.unsqueeze(-1)).reshape(win.shape)
-  acc = _half_accumulator(source.dtype)
+  onehot = (iota_along((taps,), 0) == chosen.unsqueeze(-1)).reshape(win.shape)
+  acc = accumulator(source.dtype)
   placeholder = Tensor.empty(*operand.shape, dtype=acc, device=operand.device)
   taken = (placeholder._pool(tuple(window_dimensions), tuple(window_strides)) * onehot.cast(acc)).sum(_window_axes(win, outs))
   scattered = taken.gradient(placeholder, gradient=source.cast(acc))[0].contiguous()   # (see select_and_scatter_add)
@@ -326,7 +327,7 @@ def select_and_gather_add(tangents, operand, *, select_prim, window_dimensions, 
   if any(k <= 0 for k in window_dimensions): raise NotImplementedError(f"select_and_gather_add with an empty window {window_dimensions}")
   if operand.ndim == 0: return tangents   # XLA hands a rank-0 reduce_window's operand back, without the (-inf, 0) init
   win, outs = _windows(operand, 0, **window)
-  if win is None or 0 in operand.shape: return const(0, jdtype(tangents), outs)   # no window or only padding: 0
+  if win is None or 0 in operand.shape: return const(0, tangents.dtype, outs)   # no window or only padding: 0
   onehot = _selected_tap(win, outs, _valid_taps(operand.shape, **window), select_prim, init_first=True)
-  picked = onehot.where(_windows(tangents, 0, **window)[0], const(0, jdtype(tangents)))
-  return picked.sum(_window_axes(win, outs), dtype=_half_accumulator(tangents.dtype)).cast(tangents.dtype)
+  picked = onehot.where(_windows(tangents, 0, **window)[0], const(0, tangents.dtype))
+  return picked.sum(_window_axes(win, outs), dtype=accumulator(tangents.dtype)).cast(tangents.dtype)

@@ -10,10 +10,11 @@ from jax.extend.core import primitives as P
 from tinygrad import Tensor, dtypes as tg
 from tinygrad.uop.ops import Ops
 
-from ..dtypes import to_tiny
+from ..dtypes import HALF_FLOATS, same_width_int, same_width_uint, to_tiny
 from ..ops import primitive, register, unsupported
-from .numerics import (UNSIGNED, const, copysign, fabs, full_like, in_f32, int_to_int, is_bool, is_float, is_unsigned,
-                       jdtype, bits, nan_where, round_to, signbit, wrap_int, wrapping)
+from .numerics import (bf16_in_f32, bits, const, copysign, fabs, full_like, in_f32, int_to_int, is_bool, is_float,
+                       is_unsigned, jdtype, nan_where, round_to, signbit, wrap_int, wrapping)
+
 
 def _no_f64_trig(fn):
   def wrapped(x):
@@ -27,14 +28,14 @@ def _no_f64_trig(fn):
 
 def elementwise(*primitives):
   """Register an n-ary elementwise rule `fn(*xs)`. JAX guarantees equal dtypes; scalars broadcast (tinygrad does that).
-  `out_dtype` (mul) converts the inputs first, as XLA's lowering does; `accuracy` is a hint tinygrad cannot take."""
+  `out_dtype` (mul) converts the inputs first, as XLA's lowering does; `accuracy` is a hint tinygrad cannot take.
+  bfloat16 is computed in float32 and rounded back (bf16_in_f32): one rounding per primitive; decompositions inside a
+  rule (atanh, asinh, ...) round once at the end instead of after each step."""
   def wrap(fn):
+    widened = bf16_in_f32(fn)
     def rule(*xs, out_dtype=None, accuracy=None):
       if out_dtype is not None: xs = [convert_element_type(x, new_dtype=out_dtype) for x in xs]
-      if any(x.dtype == tg.bfloat16 for x in xs):   # see the comment above
-        out = fn(*[x.cast(tg.float32) if x.dtype == tg.bfloat16 else x for x in xs])
-        return out.cast(tg.bfloat16) if out.dtype == tg.float32 else out
-      return fn(*xs)
+      return widened(*xs)
     rule.__name__ = rule.__qualname__ = fn.__name__
     register(*primitives)(rule)
     return fn
@@ -43,7 +44,11 @@ def elementwise(*primitives):
 
 # ---- arithmetic ------------------------------------------------------------------------------------------------
 
-elementwise(P.add_p, P.add_jaxvals_p)(wrapping(lambda x, y: x + y))
+@elementwise(P.add_p, P.add_jaxvals_p)   # add_jaxvals_p is named add_any in Jaxprs
+@wrapping
+def add(x, y): return x + y
+
+
 def _is_positive_zero(x: Tensor) -> bool:
   u = x.uop.base
   while u.op is Ops.CAST: u = u.src[0].base   # a bfloat16 operand arrives cast to float32
@@ -57,8 +62,14 @@ def sub(x, y):
   return x - y
 
 
-elementwise(P.mul_p)(wrapping(lambda x, y: x * y))
-neg = elementwise(P.neg_p)(wrapping(lambda x: -x if not tg.is_unsigned(x.dtype) else full_like(x, 0) - x))
+@elementwise(P.mul_p)
+@wrapping
+def mul(x, y): return x * y
+
+
+@elementwise(P.neg_p)
+@wrapping
+def neg(x): return -x if not is_unsigned(x) else full_like(x, 0) - x
 
 
 @elementwise(P.div_p)
@@ -68,9 +79,9 @@ def div(x, y):
   if is_float(x): return x / y
   # XLA: truncate toward zero; x/0 is -1 (all ones), INT_MIN/-1 is INT_MIN.
   safe_y = (y == 0).where(full_like(y, 1), y)
-  if not is_unsigned(x): safe_y = ((x == full_like(x, np.iinfo(jdtype(x)).min)) & (y == full_like(y, -1))).where(full_like(y, 1), safe_y)
+  if not is_unsigned(x): safe_y = ((x == full_like(x, x.dtype.min)) & (y == full_like(y, -1))).where(full_like(y, 1), safe_y)
   q = x.div(safe_y, rounding_mode="trunc")
-  return (y == 0).where(full_like(x, -1 if not is_unsigned(x) else np.iinfo(jdtype(x)).max), q)
+  return (y == 0).where(full_like(x, -1 if not is_unsigned(x) else x.dtype.max), q)
 
 
 @elementwise(P.rem_p)
@@ -133,9 +144,17 @@ def sign(x):
   return (x > 0).where(one, (x < 0).where(-one, x))   # keeps -0.0, +0.0 and NaN as they are
 
 
-elementwise(P.square_p)(wrapping(lambda x: x * x))
-elementwise(primitive("one_minus_square_p"))(lambda x: 1 - x * x)   # jax >= 0.11 (tanh's and asin's derivatives)
-elementwise(P.copy_p, getattr(P, "stop_gradient_p", None))(lambda x: x)
+@elementwise(P.square_p)
+@wrapping
+def square(x): return x * x
+
+
+@elementwise(primitive("one_minus_square_p"))   # jax >= 0.11 (tanh's and asin's derivatives)
+def one_minus_square(x): return 1 - x * x
+
+
+@elementwise(P.copy_p, getattr(P, "stop_gradient_p", None))
+def copy(x): return x
 
 
 def _power_chain(x: Tensor, y: int, rnd=lambda t: t) -> Tensor:
@@ -152,7 +171,7 @@ def _power_chain(x: Tensor, y: int, rnd=lambda t: t) -> Tensor:
 def integer_pow(x, *, y):
   if y == 0: return full_like(x, 1)
   if tg.is_int(x.dtype): return wrapping(lambda x: _power_chain(x, y))(x)
-  low = x.dtype in (tg.float16, tg.bfloat16)   # XLA rounds each product to f16/bf16; tinygrad would keep f32 in a kernel
+  low = x.dtype in HALF_FLOATS   # XLA rounds each product to f16/bf16; tinygrad would keep f32 in a kernel
   acc = _power_chain(x.cast(tg.float32), y, lambda t: round_to(t, x.dtype)) if low else _power_chain(x, y)
   if y > 0: return acc.cast(x.dtype)
   # XLA's CPU code runs with denormals flushed to zero, so 1/x**3 is inf once x**3 is subnormal (2e-13**-3 in f32);
@@ -162,12 +181,12 @@ def integer_pow(x, *, y):
 
 
 @register(P.pow_p)
-def pow_(x, y, accuracy=None):
+def pow_(x, y, *, accuracy=None):
   # XLA converts an integer exponent to the base's dtype (f16 overflows to inf, bf16 rounds -257 to -256), then takes
   # powf. Registered directly: elementwise would hand this rule bfloat16 already widened to float32.
   # (rounded by hand for those: tinygrad keeps a half/bfloat16 intermediate in float32 inside a kernel)
   if not is_float(y):
-    low = x.dtype in (tg.float16, tg.bfloat16)
+    low = x.dtype in HALF_FLOATS
     y = round_to(y.cast(tg.float32), x.dtype) if low else convert_element_type(y, new_dtype=jdtype(x))
   return _pow(x, y)
 
@@ -195,19 +214,37 @@ def _pow(x, y):
 def _ln2(x: Tensor) -> Tensor: return full_like(x, math.log(2))   # rounded to x's dtype, as XLA's constant is
 
 
-exp = elementwise(P.exp_p)(in_f32(lambda x: x.exp()))
-log = elementwise(P.log_p)(in_f32(lambda x: x.log()))
-sqrt = elementwise(P.sqrt_p)(lambda x: x.sqrt())                  # correctly rounded in every dtype
-elementwise(P.rsqrt_p)(in_f32(lambda x: x.rsqrt()))
+@elementwise(P.exp_p)
+@in_f32
+def exp(x): return x.exp()
+
+
+@elementwise(P.log_p)
+@in_f32
+def log(x): return x.log()
+
+
+@elementwise(P.sqrt_p)
+def sqrt(x): return x.sqrt()   # correctly rounded in every dtype
+
+
+@elementwise(P.rsqrt_p)
+@in_f32
+def rsqrt(x): return x.rsqrt()
+
+
 @register(P.exp2_p)
-def exp2(x, accuracy=None):
+def exp2(x, *, accuracy=None):
   # JAX lowers exp2(x) to exp(x * log(2)) with log(2) and the product rounded to x's dtype, and exp magnifies that
   # rounding (f16 exp2(15.96): 64220, not 64000; bf16 exp2(100): 9.3e29, not 1.3e30). For f16/bf16 the product is exact
   # in f32 and rounded by hand (registered directly: elementwise would hand this rule float32 already).
-  if x.dtype not in (tg.float16, tg.bfloat16): return exp(x * _ln2(x))
+  if x.dtype not in HALF_FLOATS: return exp(x * _ln2(x))
   arg = x.cast(tg.float32) * float(jnp.asarray(math.log(2), jdtype(x)))
   return exp(round_to(arg, x.dtype)).cast(x.dtype)
-elementwise(P.logistic_p)(lambda x: full_like(x, 1) / (exp(-x) + full_like(x, 1)))   # JAX's logistic_impl
+
+
+@elementwise(P.logistic_p)
+def logistic(x): return full_like(x, 1) / (exp(-x) + full_like(x, 1))   # JAX's logistic_impl
 
 
 # XLA's log1p (elemental_ir_emitter.cc, EmitLog1p): Cephes' rational approximation where |x| < sqrt(2)-1, else log(1+x).
@@ -409,11 +446,14 @@ def ceil(x): return x.ceil()
 
 
 @register(P.round_p)
-def round_(x, *, rounding_method):
-  if x.dtype == tg.bfloat16: return round_(x.cast(tg.float32), rounding_method=rounding_method).cast(x.dtype)   # exact
+def round_(x, *, rounding_method): return _round(x, int(rounding_method) == int(lax.RoundingMethod.TO_NEAREST_EVEN))
+
+
+@bf16_in_f32   # exact
+def _round(x, to_even: bool):
   t = x.trunc()
   frac = (x - t).abs()                                           # exact
-  if int(rounding_method) == int(lax.RoundingMethod.TO_NEAREST_EVEN):
+  if to_even:
     odd = (t * 0.5).trunc() * 2 != t
     up = (frac > 0.5) | ((frac == 0.5) & odd)
   else:
@@ -428,16 +468,44 @@ def is_finite(x): return ~(x.isinf() | x.isnan())
 
 # ---- comparison and logic --------------------------------------------------------------------------------------
 
-elementwise(P.eq_p)(lambda x, y: x == y)
-elementwise(P.ne_p)(lambda x, y: x != y)
-elementwise(P.lt_p)(lambda x, y: x < y)
-elementwise(P.le_p)(lambda x, y: (x < y) | (x == y))   # tinygrad's <= is not(>), true for NaN
-elementwise(P.gt_p)(lambda x, y: x > y)
-elementwise(P.ge_p)(lambda x, y: (x > y) | (x == y))
-elementwise(P.and_p)(lambda x, y: x & y)
-elementwise(P.or_p)(lambda x, y: x | y)
-elementwise(P.xor_p)(lambda x, y: x ^ y)
-elementwise(P.not_p)(lambda x: x.logical_not() if is_bool(x) else x ^ full_like(x, -1 if not is_unsigned(x) else np.iinfo(jdtype(x)).max))
+@elementwise(P.eq_p)
+def eq(x, y): return x == y
+
+
+@elementwise(P.ne_p)
+def ne(x, y): return x != y
+
+
+@elementwise(P.lt_p)
+def lt(x, y): return x < y
+
+
+@elementwise(P.le_p)
+def le(x, y): return (x < y) | (x == y)   # tinygrad's <= is not(>), true for NaN
+
+
+@elementwise(P.gt_p)
+def gt(x, y): return x > y
+
+
+@elementwise(P.ge_p)
+def ge(x, y): return (x > y) | (x == y)
+
+
+@elementwise(P.and_p)
+def and_(x, y): return x & y
+
+
+@elementwise(P.or_p)
+def or_(x, y): return x | y
+
+
+@elementwise(P.xor_p)
+def xor(x, y): return x ^ y
+
+
+@elementwise(P.not_p)
+def not_(x): return x.logical_not() if is_bool(x) else x ^ full_like(x, -1 if not is_unsigned(x) else x.dtype.max)
 
 
 def _shift_in_range(y, x):
@@ -454,7 +522,7 @@ def shift_left(x, y):
 @elementwise(P.shift_right_logical_p)
 def shift_right_logical(x, y):
   ok = _shift_in_range(y, x)
-  unsigned = UNSIGNED.get(x.dtype, x.dtype)
+  unsigned = same_width_uint(x.dtype)
   shifted = (x.bitcast(unsigned) >> ok.where(y, full_like(y, 0)).cast(unsigned)).bitcast(x.dtype)
   return ok.where(shifted, full_like(x, 0))
 
@@ -462,7 +530,7 @@ def shift_right_logical(x, y):
 @elementwise(P.shift_right_arithmetic_p)
 def shift_right_arithmetic(x, y):
   ok = _shift_in_range(y, x)
-  signed = {u: s for s, u in UNSIGNED.items()}.get(x.dtype, x.dtype)
+  signed = same_width_int(x.dtype)
   xs = x.bitcast(signed)
   amount = ok.where(y, full_like(y, bits(x) - 1)).cast(signed)
   return (xs >> amount).bitcast(x.dtype)
@@ -470,16 +538,14 @@ def shift_right_arithmetic(x, y):
 
 @elementwise(P.population_count_p)
 def population_count(x):
-  unsigned = UNSIGNED.get(x.dtype, x.dtype)
-  u, count = x.bitcast(unsigned), full_like(x, 0)
+  u, count = x.bitcast(same_width_uint(x.dtype)), full_like(x, 0)
   for i in range(bits(x)): count = count + ((u >> i) & 1).cast(x.dtype)
   return count
 
 
 @elementwise(P.clz_p)
 def clz(x):
-  unsigned = UNSIGNED.get(x.dtype, x.dtype)
-  u, n, seen = x.bitcast(unsigned), full_like(x, 0), None
+  u, n, seen = x.bitcast(same_width_uint(x.dtype)), full_like(x, 0), None
   for i in reversed(range(bits(x))):
     bit = ((u >> i) & 1).cast(tg.bool)
     seen = bit if seen is None else seen | bit
@@ -499,9 +565,8 @@ def select_n(which, *cases):
 
 
 @register(P.clamp_p)
+@bf16_in_f32   # exact
 def clamp(lo, x, hi):
-  if x.dtype == tg.bfloat16:   # exact in float32; clang-19 can hang on this vectorized __bf16 code (see elementwise)
-    return clamp(lo.cast(tg.float32), x.cast(tg.float32), hi.cast(tg.float32)).cast(tg.bfloat16)
   return min_(max_(x, lo.expand(x.shape) if lo.shape != x.shape else lo), hi.expand(x.shape) if hi.shape != x.shape else hi)
 
 

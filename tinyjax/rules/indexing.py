@@ -22,8 +22,8 @@ from tinygrad import Tensor, dtypes as tg
 
 from ..ops import primitive, register
 from .elementwise import max_, min_
-from .numerics import DEVICE, const, is_bool, is_float, is_unsigned, jdtype
-from .reductions import reduce_max, reduce_min, reduce_prod, reduce_sum
+from .numerics import clamped_start, const, iota_along, is_bool, is_float, jdtype, take
+from .reductions import MONOID_REDUCTIONS, identity
 
 Mode = lax.GatherScatterMode
 
@@ -46,27 +46,6 @@ def _column(indices: Tensor, k: int) -> Tensor:
   """indices[..., k]: the k-th start of every index vector (the index vector is always the last dim in JAX)."""
   return indices.shrink(tuple((k, k + 1) if i == indices.ndim - 1 else (0, n) for i, n in enumerate(indices.shape))) \
                 .reshape(indices.shape[:-1])
-
-
-def _clamped_start(i: Tensor, upper: int, idx_dtype):
-  """A start clamped into [0, upper] (XLA's gather clamp and JAX's CLIP), and whether it was there already.
-  Compared in the index's own dtype, so unsigned and narrow indices need no widening that could wrap."""
-  hi = min(upper, int(np.iinfo(jdtype(i)).max))       # upper may not fit the index dtype; then no index exceeds it
-  inside = i <= hi if is_unsigned(i) else (i >= 0) & (i <= hi)
-  clamped = i.minimum(hi) if is_unsigned(i) else i.maximum(0).minimum(hi)
-  return clamped.cast(idx_dtype), inside
-
-
-def _iota(shape, axis, dtype) -> Tensor:
-  """0, 1, 2, ... along `axis` of `shape`, 1 elsewhere (a device-less constant: tinygrad folds it into the kernel)."""
-  return Tensor.arange(shape[axis], dtype=dtype).reshape([n if i == axis else 1 for i, n in enumerate(shape)])
-
-
-def _fill(shape, value, dtype) -> Tensor:
-  """A constant folded into the kernel, except NaN: tinygrad 0.14 constant-folds `NaN != NaN` to False, so a folded
-  NaN would make every later isnan()/ne of our output False. NaN lives in a one-element buffer instead."""
-  if isinstance(value, (float, np.floating)) and math.isnan(value): return Tensor.full((), value, dtype=dtype, device=DEVICE.get())
-  return Tensor.full(tuple(shape), value, dtype=dtype, buffer=False)
 
 
 def _all(masks):
@@ -109,7 +88,7 @@ def gather(operand, indices, *, dimension_numbers, slice_sizes, mode, fill_value
   for p in range(nb + len(dn.offset_dims)):
     out_shape.append(sizes[offset_operand_dims[dn.offset_dims.index(p)]] if p in dn.offset_dims else next(batch_it))
   out_shape = tuple(out_shape)
-  if 0 in out_shape: return const(0, jdtype(operand), out_shape)
+  if 0 in out_shape: return const(0, operand.dtype, out_shape)
 
   # starts of the picked dims, each of batch_shape
   rows = math.prod(operand.shape[d] for d in set(dn.start_index_map) | set(dn.operand_batching_dims))
@@ -117,14 +96,14 @@ def gather(operand, indices, *, dimension_numbers, slice_sizes, mode, fill_value
   starts, inside = {}, []
   for k, d in enumerate(dn.start_index_map):
     raw = _column(indices, k)
-    clamped, ok = _clamped_start(raw, operand.shape[d] - sizes[d], idx_dtype)
+    clamped, ok = clamped_start(raw, operand.shape[d] - sizes[d], idx_dtype)
     # in bounds, the raw index is the clamped one; selecting it keeps tinygrad from proving the load in range, so
     # the kernel still reads `indices` when the operand is a broadcast. Otherwise the index buffer drops out of the
     # kernel, and tinygrad 0.14 then misnumbers a threaded CPU kernel's params (a segfault; see _scatter_sorted).
     starts[d] = ok.where(raw.cast(idx_dtype), clamped)
     inside.append(ok)
   for d, j in zip(dn.operand_batching_dims, dn.start_indices_batching_dims):
-    starts[d] = _iota(batch_shape, j, idx_dtype).expand(batch_shape)
+    starts[d] = iota_along(batch_shape, j, idx_dtype).expand(batch_shape)
 
   # operand as (rows, columns...): non-picked dims are sliced to their window, which always starts at 0
   picked = sorted(starts)
@@ -139,12 +118,12 @@ def gather(operand, indices, *, dimension_numbers, slice_sizes, mode, fill_value
   for d, stride in zip(picked, _row_strides([operand.shape[d] for d in picked])):
     term = starts[d].reshape(batch_shape + (1,) * len(window))
     if d in window:
-      term = term + _iota(row_shape, nb + window.index(d), idx_dtype)
+      term = term + iota_along(row_shape, nb + window.index(d), idx_dtype)
     term = term * stride if stride != 1 else term
     row = term if row is None else row + term
-  row = _fill(row_shape, 0, idx_dtype) if row is None else row.expand(row_shape)
+  row = const(0, idx_dtype, row_shape) if row is None else row.expand(row_shape)
 
-  g = x[row.reshape(-1)]                                                    # the direct load
+  g = take(x, row.reshape(-1))                                              # the direct load
   kept_cols = [d for d in cols if d not in dropped]                         # collapsed non-picked dims have size 1
   g = g.reshape((*row_shape, *(sizes[d] for d in kept_cols)))
 
@@ -160,35 +139,23 @@ def gather(operand, indices, *, dimension_numbers, slice_sizes, mode, fill_value
   if mode == Mode.FILL_OR_DROP and inside:
     ok = _all(inside).reshape(batch_shape + (1,) * (len(labels) - nb)).permute(perm)
     fill = _default_fill(jdtype(operand)) if fill_value is None else fill_value
-    g = ok.where(g, _fill((), fill, g.dtype))
+    g = ok.where(g, const(fill, g.dtype))
   return g
 
 
 # ---- scatter ---------------------------------------------------------------------------------------------------
 
-# kind -> (combine(operand value, combined updates), combine two updates, reduce updates along an axis).
-# JAX refuses booleans for add/sub/mul; min/max of booleans are and/or (ops.min_/max_ handle them, and NaN).
-def _sum(x, axis): return reduce_sum(x, axes=(axis,))
-
-
+# kind -> (combine(operand value, combined updates), combine two updates, the monoid primitive that combines them:
+# its reduction and identity are reductions.MONOID_REDUCTIONS'). JAX refuses booleans for add/sub/mul; min/max of
+# booleans are and/or (elementwise's min_/max_ handle them, and NaN).
 _KINDS = {
   "set": (lambda old, new: new, None, None),
-  "add": (lambda old, new: old + new, lambda a, b: a + b, _sum),
-  "sub": (lambda old, new: old - new, lambda a, b: a + b, _sum),     # old - u1 - u2 - ... = old - (u1 + u2 + ...)
-  "mul": (lambda old, new: old * new, lambda a, b: a * b, lambda x, axis: reduce_prod(x, axes=(axis,))),
-  "min": (min_, min_, lambda x, axis: reduce_min(x, axes=(axis,))),
-  "max": (max_, max_, lambda x, axis: reduce_max(x, axes=(axis,))),
+  "add": (lambda old, new: old + new, lambda a, b: a + b, P.add_p),
+  "sub": (lambda old, new: old - new, lambda a, b: a + b, P.add_p),     # old - u1 - u2 - ... = old - (u1 + u2 + ...)
+  "mul": (lambda old, new: old * new, lambda a, b: a * b, P.mul_p),
+  "min": (min_, min_, P.min_p),
+  "max": (max_, max_, P.max_p),
 }
-
-
-def _identity(x: Tensor, kind: str):
-  """The update that changes nothing, for padding the dense path's non-hits."""
-  if kind in ("add", "sub"): return 0
-  if kind == "mul": return 1
-  if is_bool(x): return kind == "min"
-  if is_float(x): return math.inf if kind == "min" else -math.inf
-  info = np.iinfo(jdtype(x))
-  return int(info.max if kind == "min" else info.min)
 
 
 def _is_plain_update(update_jaxpr) -> bool:
@@ -228,15 +195,15 @@ def _scatter(kind, operand, indices, updates, *, dimension_numbers, mode, update
   # each update element's row key over the scattered dims (start + its window offset), and whether it is kept;
   # both are shaped like the updates but with 1 for every window axis that is not a scattered dim's
   key_shape = (*batch_shape, *(w[d] if d in sdims else 1 for d in range(n)))
-  key, inside = _fill(key_shape, 0, idx_dtype), []
+  key, inside = const(0, idx_dtype, key_shape), []
   for d, stride in zip(sdims, _row_strides([operand.shape[d] for d in sdims])):
-    start, ok = _clamped_start(_column(indices, list(dn.scatter_dims_to_operand_dims).index(d)), operand.shape[d] - w[d], idx_dtype)
+    start, ok = clamped_start(_column(indices, list(dn.scatter_dims_to_operand_dims).index(d)), operand.shape[d] - w[d], idx_dtype)
     inside.append(ok)
     term = start.reshape((*batch_shape, *([1] * n)))
-    if w[d] > 1: term = term + _iota(key_shape, nb + d, idx_dtype)
+    if w[d] > 1: term = term + iota_along(key_shape, nb + d, idx_dtype)
     key = key + (term * stride if stride != 1 else term)
   # CLIP clamps; FILL_OR_DROP and PROMISE_IN_BOUNDS both lower to XLA's scatter, which skips out-of-bounds windows
-  valid = _all(inside) if mode != Mode.CLIP and inside else _fill(batch_shape, True, tg.bool)
+  valid = _all(inside) if mode != Mode.CLIP and inside else const(True, tg.bool, batch_shape)
   valid = valid.reshape((*batch_shape, *([1] * n))).expand(key_shape)
 
   # (B, M_b, ...): the batch axes paired with operand batching dims first, in the operand's order
@@ -259,7 +226,7 @@ def _scatter(kind, operand, indices, updates, *, dimension_numbers, mode, update
 
   if any(w[d] != operand.shape[d] for d in cols):      # put the window's columns back among the untouched ones
     grow = ((0, 0), (0, 0), *((0, operand.shape[d] - w[d]) for d in cols))
-    covered = _fill(new.shape, True, tg.bool).pad(grow)
+    covered = const(True, tg.bool, new.shape).pad(grow)
     new = covered.where(new.pad(grow), base)
   inverse = np.argsort([*bdims, *sdims, *cols]).tolist()
   return new.reshape(tuple(operand.shape[d] for d in (*bdims, *sdims, *cols))).permute(inverse)
@@ -268,26 +235,27 @@ def _scatter(kind, operand, indices, updates, *, dimension_numbers, mode, update
 def _scatter_dense(kind, base, key, valid, upd):
   """Every update compared against every row of its batch: hit[b, m, r]; rows reduce their hits."""
   B, Mb, R, ncol_dims = base.shape[0], key.shape[1], base.shape[1], base.ndim - 2
-  rows = Tensor.arange(R, dtype=key.dtype).reshape(1, 1, R)
+  rows = iota_along((1, 1, R), 2, key.dtype)
   hit = valid.reshape(B, Mb, 1) & (key.reshape(B, Mb, 1) == rows)               # (B, Mb, R)
   found = hit.any(axis=1).reshape(B, R, *([1] * ncol_dims))
   hit = hit.reshape(B, Mb, R, *([1] * ncol_dims))
   if kind == "set":   # XLA applies updates in order, so the last hit wins
-    pos = Tensor.arange(Mb, dtype=key.dtype).reshape(1, Mb, 1)
+    pos = iota_along((1, Mb, 1), 1, key.dtype)
     last = hit.reshape(B, Mb, R).where(pos, -1).max(axis=1).maximum(0)        # (B, R)
-    flat = _iota((B, R), 0, key.dtype) * Mb + last
+    flat = iota_along((B, R), 0, key.dtype) * Mb + last
     new = upd.reshape(B * Mb, *upd.shape[2:])[flat.reshape(-1)].reshape(base.shape)
     return found.where(new, base)
-  combine, _, reduce = _KINDS[kind]
+  combine, _, monoid = _KINDS[kind]
+  monoid_kind, reduce = MONOID_REDUCTIONS[monoid]
   upd = upd.reshape(B, Mb, 1, *upd.shape[2:])
-  spread = hit.where(upd, _fill((), _identity(upd, kind), upd.dtype))
+  spread = hit.where(upd, const(identity(upd, monoid_kind), upd.dtype))   # non-hits hold the update that changes nothing
   if kind in ("min", "max") and is_float(upd):
-    # NaN wins: flagged from the inputs, not by isnan() of reduce_max's NaN-select (see _fill: tinygrad folds
+    # NaN wins: flagged from the inputs, not by isnan() of reduce_max's NaN-select (see numerics.const: tinygrad folds
     # `NaN != NaN` to False, so max_(base, reduce_max(...)) would lose the NaN)
     nan = (hit & upd.isnan()).any(axis=1) | base.isnan()
     best = base.maximum(spread.max(axis=1)) if kind == "max" else base.minimum(spread.min(axis=1))
-    return found.where(nan.where(_fill((), math.nan, base.dtype), best), base)
-  return found.where(combine(base, reduce(spread, 1)), base)
+    return found.where(nan.where(const(math.nan, base.dtype), best), base)
+  return found.where(combine(base, reduce(spread, (1,))), base)
 
 
 def _scatter_sorted(kind, base, key, valid, upd, R):
@@ -295,8 +263,8 @@ def _scatter_sorted(kind, base, key, valid, upd, R):
   base: (B*R, cols...); key, valid: (B, Mb); upd: (B, Mb, cols...)."""
   B, Mb = key.shape
   M, rows, dt = B * Mb, base.shape[0], key.dtype
-  pos = Tensor.arange(M, dtype=dt)
-  row = (_iota((B, Mb), 0, dt) * R + key).reshape(M)
+  pos = iota_along((M,), 0, dt)
+  row = (iota_along((B, Mb), 0, dt) * R + key).reshape(M)
   row = valid.reshape(M).where(row, rows)                                      # dropped updates sort past every row
   ordered = (row * M + pos).sort()[0] if M > 1 else row * M + pos              # unique keys: a stable sort by row
   srow, src = ordered // M, ordered % M
@@ -313,8 +281,8 @@ def _scatter_sorted(kind, base, key, valid, upd, R):
       supd = same.where(merge(prev, supd), supd).contiguous()
       step *= 2
   # count of sorted rows <= r, by binary search; the run of row r ends just before it
-  target = Tensor.arange(rows, dtype=dt)
-  count = _fill((rows,), 0, dt)
+  target = iota_along((rows,), 0, dt)
+  count = const(0, dt, (rows,))
   for bit in reversed(range(M.bit_length())):
     cand = count + (1 << bit)
     probe = srow[(cand.minimum(M) - 1)]

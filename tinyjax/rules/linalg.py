@@ -32,15 +32,12 @@ import functools
 import math
 
 import jax
+import numpy as np
 from tinygrad import Tensor, dtypes as tg
 
 from ..interpreter import eval_closed_jaxpr
 from ..ops import primitive, register, unsupported
-from .numerics import DEVICE, const, jdtype
-
-L = {name: primitive(f"{name}_p") for name in ("cholesky", "triangular_solve", "lu", "geqrf", "geqp3", "householder_product",
-                                               "qr", "eigh", "svd", "tridiagonal_solve", "lu_pivots_to_permutation", "ormqr",
-                                               "symmetric_product", "hessenberg", "tridiagonal")}
+from .numerics import const, iota_along, jdtype
 
 
 # ---- shared helpers --------------------------------------------------------------------------------------------
@@ -54,7 +51,7 @@ def _check(what, *xs):
 
 def _iota(n: int) -> Tensor:
   """0..n-1 as an int32 buffer (one tiny kernel), so that the step kernels compare against a load, not an arange graph."""
-  return Tensor.arange(n, dtype=tg.int32).contiguous()
+  return iota_along((n,), 0).contiguous()
 
 
 def _grid(m: int, n: int):
@@ -69,7 +66,7 @@ class _Loop:
     self.count, self.reverse = count, reverse
 
   def __iter__(self):
-    k = Tensor.full((1, 1), self.count - 1 if self.reverse else 0, dtype=tg.int32, device=DEVICE.get()).contiguous()
+    k = const(self.count - 1 if self.reverse else 0, np.int32, (1, 1), buffer=True).contiguous()
     for _ in range(self.count):
       yield k
       k = (k + (-1 if self.reverse else 1)).contiguous()
@@ -102,18 +99,6 @@ def _col(a: Tensor, j: Tensor, cols: Tensor) -> Tensor:
 def _row(a: Tensor, i: Tensor, rows: Tensor) -> Tensor:
   """Row i of a (..., m, n), as (..., 1, n)."""
   return (rows == i).where(a, 0).sum(-2, keepdim=True)
-
-
-def _arange(n: int) -> Tensor:
-  """A lazy arange (not a buffer): compared with an index, tinygrad folds the one-hot sum into a direct load."""
-  return Tensor.arange(n, dtype=tg.int32)
-
-
-def _flat_take(x: Tensor, index: Tensor) -> Tensor:
-  """x (..., K)[..., index] for an int index of shape `out` (no batch dims): (..., *out), one gather from a flat buffer,
-  which tinygrad folds into a direct load."""
-  src = x.reshape(*x.shape[:-1], *([1] * index.ndim), x.shape[-1])
-  return (index.unsqueeze(-1) == _arange(x.shape[-1])).where(src, 0).sum(-1, dtype=x.dtype)
 
 
 def _mT(x: Tensor) -> Tensor: return x.transpose(-1, -2)
@@ -151,9 +136,8 @@ def _permute_columns(x: Tensor, perm: Tensor) -> Tensor:
 
 # ---- cholesky --------------------------------------------------------------------------------------------------
 
-@register(L["cholesky"])
-def cholesky(a, **params):
-  if params: raise NotImplementedError(f"cholesky params {params}")
+@register(primitive("cholesky_p"))
+def cholesky(a):
   _check("cholesky", a)
   n = a.shape[-1]
   if _empty_ok(a): return a
@@ -168,7 +152,7 @@ def cholesky(a, **params):
     s = _keep((rows > k).where((cols > k).where(s - l * lt, (cols == k).where(l, s)), (rows == k).where((cols == k).where(d, s), s)))
   diag = (rows == cols).where(s, 0).sum(-1)   # (..., n)
   bad = (~(diag > 0)).any(-1).reshape(*a.shape[:-2], 1, 1)
-  return (rows >= cols).where(bad.where(const(math.nan, jdtype(a)), s), 0)
+  return (rows >= cols).where(bad.where(const(math.nan, a.dtype), s), 0)
 
 
 # ---- triangular_solve ------------------------------------------------------------------------------------------
@@ -186,7 +170,7 @@ def _forward_substitution(l: Tensor, b: Tensor, unit_diagonal: bool) -> Tensor:
   return x
 
 
-@register(L["triangular_solve"])
+@register(primitive("triangular_solve_p"))
 def triangular_solve(a, b, *, left_side, lower, transpose_a, conjugate_a, unit_diagonal):
   _check("triangular_solve", a, b)
   if _empty_ok(a) or _empty_ok(b): return b
@@ -202,14 +186,14 @@ def triangular_solve(a, b, *, left_side, lower, transpose_a, conjugate_a, unit_d
 
 # ---- lu --------------------------------------------------------------------------------------------------------
 
-@register(L["lu"])
+@register(primitive("lu_p"))
 def lu(a):
   _check("lu", a)
   *batch, m, n = a.shape
   k_count = min(m, n)
   rows, cols = _grid(m, n)
   perm = _iota(m).reshape(m, 1).expand(*batch, m, 1)
-  piv = Tensor.zeros(*batch, 1, k_count, dtype=tg.int32, device=DEVICE.get()) if k_count else None
+  piv = const(0, np.int32, (*batch, 1, k_count), buffer=True) if k_count else None
   steps = _iota(k_count).reshape(1, k_count) if k_count else None
   for k in _Loop(k_count):
     c = _keep(_col(a, k, cols))                                          # (..., m, 1)
@@ -225,11 +209,11 @@ def lu(a):
     a = (rows > k).where((cols > k).where(a - l * rp, (cols == k).where(l, a)), a)
     perm = (rows == k).where(_row(perm, p, rows), (rows == p).where(_row(perm, k, rows), perm))
     a, perm, piv = _keep(a, perm, (steps == k).where(p, piv))
-  pivots = piv.reshape(*batch, k_count) if k_count else Tensor.zeros(*batch, 0, dtype=tg.int32)
+  pivots = piv.reshape(*batch, k_count) if k_count else const(0, np.int32, (*batch, 0))
   return [a, pivots, perm.reshape(*batch, m)]
 
 
-@register(L["lu_pivots_to_permutation"])
+@register(primitive("lu_pivots_to_permutation_p"))
 def lu_pivots_to_permutation(pivots, *, permutation_size):
   """The permutation that getrf's row swaps (row k <-> row pivots[k], in order) apply to 0..n-1."""
   *batch, k_count = pivots.shape
@@ -271,22 +255,22 @@ def _householder_step(a: Tensor, k: Tensor, rows: Tensor, cols: Tensor):
   return (cols > k).where(a - tau * v * w, (cols == k).where(newcol, a)), tau
 
 
-@register(L["geqrf"])
+@register(primitive("geqrf_p"))
 def geqrf(a):
   _check("geqrf", a)
   *batch, m, n = a.shape
   k_count = min(m, n)
-  if k_count == 0: return [a, Tensor.zeros(*batch, 0, dtype=a.dtype)]
+  if k_count == 0: return [a, const(0, a.dtype, (*batch, 0))]
   rows, cols = _grid(m, n)
   steps = _iota(k_count).reshape(1, k_count)
-  taus = Tensor.zeros(*batch, 1, k_count, dtype=a.dtype, device=DEVICE.get())
+  taus = const(0, a.dtype, (*batch, 1, k_count), buffer=True)
   for k in _Loop(k_count):
     a, tau = _householder_step(a, k, rows, cols)
     a, taus = _keep(a, (steps == k).where(tau, taus))
   return [a, taus.reshape(*batch, k_count)]
 
 
-@register(L["geqp3"], note="column norms recomputed each step (dlaqp2 downdates them): near-ties may pivot differently")
+@register(primitive("geqp3_p"), note="column norms recomputed each step (dlaqp2 downdates them): near-ties may pivot differently")
 def geqp3(a, jpvt, *, use_magma=None):
   """QR with column pivoting as LAPACK dgeqp3/dlaqp2: columns with jpvt != 0 are moved to the front (in order) and
   factored first; then each step pivots on the first remaining column of largest norm below the finished rows. The
@@ -295,10 +279,10 @@ def geqp3(a, jpvt, *, use_magma=None):
   _check("geqp3", a)
   *batch, m, n = a.shape
   k_count = min(m, n)
-  if n == 0: return [a, jpvt, Tensor.zeros(*batch, 0, dtype=a.dtype)]
+  if n == 0: return [a, jpvt, const(0, a.dtype, (*batch, 0))]
   rows, cols = _grid(m, n)
   jp = jpvt.reshape(*batch, 1, n)
-  fixed_count = Tensor.zeros(*batch, 1, 1, dtype=tg.int32, device=DEVICE.get())
+  fixed_count = const(0, np.int32, (*batch, 1, 1), buffer=True)
   order = cols + 1                                                      # (1, n), 1-based column numbers
   for j in _Loop(n):                                                    # dgeqp3's loop over the fixed columns
     fixed, nf = _col(jp, j, cols) != 0, fixed_count
@@ -308,9 +292,9 @@ def geqp3(a, jpvt, *, use_magma=None):
     oj, onf = _col(order, j, cols), _col(order, nf, cols)
     order = swap.where((cols == j).where(onf, (cols == nf).where(oj, order)), order)
     a, order, fixed_count = _keep(a, order.expand(*batch, 1, n), fixed_count + fixed.cast(tg.int32))
-  if k_count == 0: return [a, order.cast(jpvt.dtype).reshape(*batch, n), Tensor.zeros(*batch, 0, dtype=a.dtype)]
+  if k_count == 0: return [a, order.cast(jpvt.dtype).reshape(*batch, n), const(0, a.dtype, (*batch, 0))]
   steps = _iota(k_count).reshape(1, k_count)
-  taus = Tensor.zeros(*batch, 1, k_count, dtype=a.dtype, device=DEVICE.get())
+  taus = const(0, a.dtype, (*batch, 1, k_count), buffer=True)
   for k in _Loop(k_count):
     norms = (rows >= k).where(a * a, 0).sum(-2, keepdim=True)            # (..., 1, n) over the unfinished rows
     norms = (cols >= k).where(norms, -1)
@@ -325,13 +309,13 @@ def geqp3(a, jpvt, *, use_magma=None):
   return [a, order.cast(jpvt.dtype).reshape(*batch, n), taus.reshape(*batch, k_count)]
 
 
-@register(L["householder_product"])
+@register(primitive("householder_product_p"))
 def householder_product(a, taus):
   """Q = H_0 H_1 ... H_{k-1} applied to the first n columns of the identity (LAPACK orgqr), backwards."""
   _check("householder_product", a, taus)
   *batch, m, n = a.shape
   k_count = taus.shape[-1]
-  q = _eye(m, n, jdtype(a)).expand(*batch, m, n)
+  q = _eye(m, n, a.dtype).expand(*batch, m, n)
   if k_count == 0 or _empty_ok(a): return q
   rows, cols = _grid(m, n)
   steps = _iota(k_count).reshape(1, k_count)
@@ -343,7 +327,7 @@ def householder_product(a, taus):
   return q
 
 
-@register(L["qr"])
+@register(primitive("qr_p"))
 def qr(a, *, pivoting, full_matrices, use_magma=None):
   _check("qr", a)
   from jax._src.lax.linalg import _qr_lowering   # JAX's own composition of geqrf/geqp3 and householder_product
@@ -352,7 +336,7 @@ def qr(a, *, pivoting, full_matrices, use_magma=None):
 
 # ---- Householder reductions: hessenberg (gehrd), tridiagonal (sytrd) ------------------------------------------
 
-@register(L["hessenberg"])
+@register(primitive("hessenberg_p"))
 def hessenberg(a):
   """LAPACK dgehd2 (ilo = 1, ihi = n): step k reflects column k below its subdiagonal (pivot row k + 1), applies H
   from the right to all rows, then from the left to the columns after k. Returns the packed matrix (Hessenberg part
@@ -360,7 +344,7 @@ def hessenberg(a):
   _check("hessenberg", a)
   *batch, n, _ = a.shape
   count = max(n - 1, 0)
-  taus = Tensor.zeros(*batch, 1, count, dtype=a.dtype, device=DEVICE.get())
+  taus = const(0, a.dtype, (*batch, 1, count), buffer=True)
   if n <= 1: return [a, taus.reshape(*batch, count)]
   rows, cols = _grid(n, n)
   steps = _iota(count).reshape(1, count)
@@ -382,7 +366,7 @@ def _sytrd_lower(a: Tensor):
   count = n - 1
   rows, cols = _grid(n, n)
   m = (rows >= cols).where(a, _mT(a))
-  taus = Tensor.zeros(*batch, 1, max(count, 0), dtype=a.dtype, device=DEVICE.get())
+  taus = const(0, a.dtype, (*batch, 1, max(count, 0)), buffer=True)
   if count > 0:
     steps = _iota(count).reshape(1, count)
     for k in _Loop(count):
@@ -397,7 +381,7 @@ def _sytrd_lower(a: Tensor):
   return (rows >= cols).where(m, a), d, e, taus.reshape(*batch, max(count, 0))
 
 
-@register(L["tridiagonal"])
+@register(primitive("tridiagonal_p"))
 def tridiagonal(a, *, lower):
   """LAPACK dsytrd/dsytd2: (arr, d, e, taus). The upper case (reflectors for columns n-1 down to 1, pivots on the
   superdiagonal) is the lower case of the matrix with rows and columns reversed, read back reversed."""
@@ -438,34 +422,42 @@ def _rotation(app: Tensor, aqq: Tensor, apq: Tensor):
   return c, t * c
 
 
-@register(L["eigh"], note="Jacobi sweeps; eigenvectors match LAPACK up to the sign of each column; subset_by_index unsupported")
+@register(primitive("eigh_p"), note="Jacobi sweeps; eigenvectors match LAPACK up to the sign of each column; subset_by_index unsupported")
 def eigh(a, *, lower, sort_eigenvalues, subset_by_index, algorithm=None):
   _check("eigh", a)
   *batch, n, _ = a.shape
   if subset_by_index is not None and tuple(subset_by_index) != (0, n):
     raise NotImplementedError(f"eigh subset_by_index={subset_by_index}")
-  if n == 0: return [a, Tensor.zeros(*batch, 0, dtype=a.dtype)]
+  if n == 0: return [a, const(0, a.dtype, (*batch, 0))]
   rows, cols = _grid(n, n)
   tri = (rows >= cols) if lower else (rows <= cols)
   strict = (rows > cols) if lower else (rows < cols)
   s = tri.where(a, 0) + _mT(strict.where(a, 0))                # syevd reads one triangle
-  # State: [A; V; counter row] as one (..., 2n+1, n) buffer, so each round is one kernel.
-  big = 2 * n + 1
-  m = Tensor.cat(s, _eye(n, n, jdtype(a)).expand(*batch, n, n), Tensor.zeros(*batch, 1, n, dtype=a.dtype), dim=-2).contiguous()
-  xr, yc = _grid(big, n)
-  Tensor.realize(xr, yc)
-  rounds = _sweeps(n, a.dtype) * _rounds(n) if n > 1 else 0
-  if rounds:
-    rotations = _Step(lambda m: _jacobi_rotations(m, n, yc), m)
-    update = _Step(lambda m, cs: _jacobi_update(m, cs, n, xr, yc), m, rotations.out)
-  for _ in range(rounds):
-    cs = _keep(rotations(m))
-    m = _keep(update(m, cs))
+  m = _jacobi(s, lambda m, xr, yc: _jacobi_rotations(m, n, yc), lambda m, cs, xr, yc: _jacobi_update(m, cs, n, xr, yc))
   w = (rows == cols).where(m[..., :n, :], 0).sum(-1)           # (..., n)
   v = m[..., n:2 * n, :]
   perm = _rank_permutation(w, descending=False)
   w = _permute_columns(w.unsqueeze(-2), perm).squeeze(-2)
   return [_permute_columns(v, perm), w]
+
+
+def _jacobi(a: Tensor, rotations, update) -> Tensor:
+  """The rounds of a cyclic Jacobi method on the columns of a (..., m, n), a fixed number of sweeps. The state is
+  [A; V; counter row] as one (..., m+n+1, n) buffer (V starts as the identity), so that a round is one kernel for its
+  rotations, `rotations(state, xr, yc)` -> (..., 2, n), and one for `update(state, rotations, xr, yc)` -> the next
+  state, both built once (_Step); xr and yc are the state's row and column indices, as buffers."""
+  *batch, m, n = a.shape
+  state = Tensor.cat(a, _eye(n, n, a.dtype).expand(*batch, n, n), const(0, a.dtype, (*batch, 1, n)), dim=-2).contiguous()
+  xr, yc = _grid(m + n + 1, n)
+  Tensor.realize(xr, yc)
+  rounds = _sweeps(n, a.dtype) * _rounds(n) if n > 1 else 0
+  if rounds:
+    rotation_step = _Step(lambda st: rotations(st, xr, yc), state)
+    update_step = _Step(lambda st, cs: update(st, cs, xr, yc), state, rotation_step.out)
+  for _ in range(rounds):
+    cs = _keep(rotation_step(state))
+    state = _keep(update_step(state, cs))
+  return state
 
 
 def _round_of(m: Tensor, n: int) -> Tensor:
@@ -484,7 +476,7 @@ def _jacobi_rotations(m: Tensor, n: int, yc: Tensor) -> Tensor:
   """The round's rotations (..., 2, n) from the stacked [A; V; counter]: each pair's 2x2 block of A."""
   flat = m.reshape(*m.shape[:-2], -1)
   py = _partner(yc, _round_of(m, n), n)                                 # (1, n): partner of each column
-  diag, dp, apq = _flat_take(flat, yc * (n + 1)), _flat_take(flat, py * (n + 1)), _flat_take(flat, py * n + yc)
+  diag, dp, apq = flat[..., yc * (n + 1)], flat[..., py * (n + 1)], flat[..., py * n + yc]
   return _signed_rotation(diag, dp, apq, py, yc)
 
 
@@ -500,7 +492,7 @@ def _jacobi_update(m: Tensor, cs: Tensor, n: int, xr: Tensor, yc: Tensor) -> Ten
   px = rows_a.where(_partner(xr, r, n), xr)                             # (big, 1); V and counter rows: themselves
   pad = ((0, 0),) * len(batch) + ((0, n + 1), (0, 0))
   cx, sx = rows_a.where(_mT(c).pad(pad), 1), rows_a.where(_mT(s).pad(pad), 0)
-  m_xp, m_px, m_pp = _flat_take(flat, xr * n + py), _flat_take(flat, px * n + yc), _flat_take(flat, px * n + py)
+  m_xp, m_px, m_pp = flat[..., xr * n + py], flat[..., px * n + yc], flat[..., px * n + py]
   out = cx * (c * m + s * m_xp) + sx * (c * m_px + s * m_pp)
   return (xr == big - 1).where(m + 1, out)
 
@@ -512,7 +504,7 @@ def _svd_rotations(m: Tensor, rows_a: int, n: int, xr: Tensor, yc: Tensor) -> Te
   flat = m.reshape(*m.shape[:-2], -1)
   py = _partner(yc, _round_of(m, n), n)                              # (1, n)
   a = (xr < rows_a).where(m, 0)
-  ap = (xr < rows_a).where(_flat_take(flat, xr * n + py), 0)         # column p_y of A, for each y
+  ap = (xr < rows_a).where(flat[..., xr * n + py], 0)         # column p_y of A, for each y
   norm2, gram, np2 = (a * a).sum(-2, keepdim=True), (a * ap).sum(-2, keepdim=True), (ap * ap).sum(-2, keepdim=True)
   return _signed_rotation(norm2, np2, gram, py, yc)
 
@@ -520,24 +512,14 @@ def _svd_rotations(m: Tensor, rows_a: int, n: int, xr: Tensor, yc: Tensor) -> Te
 def _svd_update(m: Tensor, cs: Tensor, n: int, xr: Tensor, yc: Tensor) -> Tensor:
   flat = m.reshape(*m.shape[:-2], -1)
   py = _partner(yc, _round_of(m, n), n)
-  out = cs[..., :1, :] * m + cs[..., 1:, :] * _flat_take(flat, xr * n + py)
+  out = cs[..., :1, :] * m + cs[..., 1:, :] * flat[..., xr * n + py]
   return (xr == m.shape[-2] - 1).where(m + 1, out)
 
 
 def _svd_tall(a: Tensor, full_matrices: bool, compute_uv: bool):
   """SVD of a (..., m, n) with m >= n >= 1: (s, u, vt)."""
   *batch, m, n = a.shape
-  v0 = _eye(n, n, jdtype(a)).expand(*batch, n, n)
-  st = Tensor.cat(a, v0, Tensor.zeros(*batch, 1, n, dtype=a.dtype), dim=-2).contiguous()
-  xr, yc = _grid(m + n + 1, n)
-  Tensor.realize(xr, yc)
-  rounds = _sweeps(n, a.dtype) * _rounds(n) if n > 1 else 0
-  if rounds:
-    rotations = _Step(lambda st: _svd_rotations(st, m, n, xr, yc), st)
-    update = _Step(lambda st, cs: _svd_update(st, cs, n, xr, yc), st, rotations.out)
-  for _ in range(rounds):
-    cs = _keep(rotations(st))
-    st = _keep(update(st, cs))
+  st = _jacobi(a, lambda st, xr, yc: _svd_rotations(st, m, n, xr, yc), lambda st, cs, xr, yc: _svd_update(st, cs, n, xr, yc))
   b, v = st[..., :m, :], st[..., m:m + n, :]
   sigma = (b * b).sum(-2).sqrt()                                       # (..., n)
   perm = _rank_permutation(sigma, descending=True)
@@ -552,7 +534,7 @@ def _svd_tall(a: Tensor, full_matrices: bool, compute_uv: bool):
   return sigma, q * sign, _mT(v)
 
 
-@register(L["svd"], note="one-sided Jacobi; singular vectors match LAPACK up to the sign of each pair; subset_by_index unsupported")
+@register(primitive("svd_p"), note="one-sided Jacobi; singular vectors match LAPACK up to the sign of each pair; subset_by_index unsupported")
 def svd(a, *, full_matrices, compute_uv, subset_by_index=None, algorithm=None):
   _check("svd", a)
   *batch, m, n = a.shape
@@ -560,10 +542,10 @@ def svd(a, *, full_matrices, compute_uv, subset_by_index=None, algorithm=None):
   if subset_by_index is not None and tuple(subset_by_index) != (0, k):
     raise NotImplementedError(f"svd subset_by_index={subset_by_index}")
   if k == 0:
-    s = Tensor.zeros(*batch, 0, dtype=a.dtype)
+    s = const(0, a.dtype, (*batch, 0))
     if not compute_uv: return [s]
     um, vn = (m, n) if full_matrices else (0, 0)
-    return [s, _eye(m, um, jdtype(a)).expand(*batch, m, um), _eye(vn, n, jdtype(a)).expand(*batch, vn, n)]
+    return [s, _eye(m, um, a.dtype).expand(*batch, m, um), _eye(vn, n, a.dtype).expand(*batch, vn, n)]
   if m >= n:
     s, u, vt = _svd_tall(a, full_matrices, compute_uv)
     return [s] if not compute_uv else [s, u, vt]
@@ -573,7 +555,7 @@ def svd(a, *, full_matrices, compute_uv, subset_by_index=None, algorithm=None):
 
 # ---- tridiagonal_solve, custom_linear_solve --------------------------------------------------------------------
 
-@register(L["tridiagonal_solve"], note="Thomas algorithm without pivoting (gtsv pivots); perturb_singular unsupported")
+@register(primitive("tridiagonal_solve_p"), note="Thomas algorithm without pivoting (gtsv pivots); perturb_singular unsupported")
 def tridiagonal_solve(dl, d, du, b, *, perturb_singular):
   """JAX's own Thomas algorithm (a scan), as jax uses off CPU/GPU; LAPACK gtsv (XLA CPU) pivots where |dl| > |d|,
   which gives the same solution up to rounding for the diagonally dominant systems it is meant for."""
@@ -584,7 +566,7 @@ def tridiagonal_solve(dl, d, du, b, *, perturb_singular):
   return _via_jax(_tridiagonal_solve_jax, dl, d, du, b, perturb_singular=False)[0]
 
 
-@register(L["ormqr"])
+@register(primitive("ormqr_p"))
 def ormqr(a, taus, c, *, left, transpose):
   """Q C, Q^T C, C Q or C Q^T from Householder reflectors: JAX's own loop over the reflectors."""
   _check("ormqr", a, taus, c)
@@ -592,15 +574,14 @@ def ormqr(a, taus, c, *, left, transpose):
   return _via_jax(_ormqr_lowering, a, taus, c, left=left, transpose=transpose)[0]
 
 
-@register(L["symmetric_product"])
-def symmetric_product(a, c, *, alpha, beta, **params):
+@register(primitive("symmetric_product_p"))
+def symmetric_product(a, c, *, alpha, beta):
   """alpha A A^T + beta C (JAX's own definition; symmetrize_output is applied by the caller, outside the primitive)."""
-  if params: raise NotImplementedError(f"symmetric_product params {params}")
   _check("symmetric_product", a, c)
   return alpha * (a @ _mT(a)) + beta * c
 
 
-@register(primitive("linear_solve_p"))
+@register(primitive("linear_solve_p"))   # named custom_linear_solve in Jaxprs
 def custom_linear_solve(*args, const_lengths, jaxprs):
   """The primal computation: the `solve` jaxpr on its constants and b (matvec and the transposes serve autodiff)."""
   n_mv, n_vm, n_solve = const_lengths.matvec, const_lengths.vecmat, const_lengths.solve

@@ -1,27 +1,57 @@
-"""Helpers shared by the rule families: constants on the program's device, XLA's integer wrap-around, float bit
-tricks (sign bit, |x|, copysign, NaN), f16/bf16 evaluated in float32 and rounded as XLA rounds."""
+"""Helpers shared by the rule families: constants on the program's device, iota and take, XLA's clamped start index,
+XLA's integer wrap-around, float bit tricks (sign bit, |x|, copysign, NaN), f16/bf16 evaluated in float32 and rounded
+as XLA rounds."""
 import contextvars
+import functools
 import math
 import weakref
 
 import numpy as np
 from tinygrad import Tensor, dtypes as tg
+from tinygrad.dtype import DType
 from tinygrad.uop.ops import GroupOp, Ops
 
-from ..dtypes import to_jax, to_tiny
+from ..dtypes import HALF_FLOATS, QUIET_NAN, is_key_dtype, same_width_int, same_width_uint, to_jax, to_tiny
 
 DEVICE = contextvars.ContextVar("tinyjax_device", default=None)   # set by the interpreter while a program is built
 
 
-def const(value, dtype, shape=()) -> Tensor:
-  """A constant of a JAX dtype on the program's device, folded into the kernels that use it.
-  NaN is the exception: tinygrad 0.14 folds `NaN != NaN` (its isnan) to False, so a NaN constant gets a buffer."""
-  value = np.asarray(value, dtype=np.dtype(dtype)).item() if np.ndim(value) == 0 else value
-  if np.ndim(value) == 0:
-    if isinstance(value, float) and math.isnan(value): return Tensor.full(shape, value, dtype=to_tiny(dtype), device=DEVICE.get())
-    # buffer=False: tinygrad 0.14's Tensor.full otherwise materializes a buffer (one more kernel per constant)
-    return Tensor.full(shape, value, dtype=to_tiny(dtype), buffer=False)
-  return Tensor(np.array(value, dtype=dtype), device=DEVICE.get())   # a writable copy: some devices' copy-in needs one
+def const(value, dtype, shape=(), buffer: bool = False) -> Tensor:
+  """A constant of a JAX or tinygrad dtype in `shape`, folded into the kernels that use it; a typed key dtype gives
+  its key data. buffer=True makes it a buffer on the program's device instead (a loop's state, overwritten by each
+  step). NaN always gets a buffer, of one element: tinygrad 0.14 folds `NaN != NaN` (its isnan) to False."""
+  if not isinstance(dtype, DType) and is_key_dtype(dtype):
+    return const(value, np.uint32, tuple(shape) + tuple(dtype._impl.key_shape), buffer)
+  dtype = to_jax(dtype) if isinstance(dtype, DType) else np.dtype(dtype)
+  if np.ndim(value) > 0: return Tensor(np.array(value, dtype=dtype), device=DEVICE.get())   # a writable copy: some devices' copy-in needs one
+  value, tiny = np.asarray(value, dtype=dtype).item(), to_tiny(dtype)
+  if buffer: return Tensor.full(shape, value, dtype=tiny, device=DEVICE.get())
+  if isinstance(value, float) and math.isnan(value):
+    return Tensor.full((), value, dtype=tiny, device=DEVICE.get()).reshape((1,) * len(shape)).expand(shape)
+  # buffer=False: tinygrad 0.14's Tensor.full otherwise materializes a buffer (one more kernel per constant)
+  return Tensor.full(shape, value, dtype=tiny, buffer=False)
+
+
+def iota_along(shape, axis: int, dtype=tg.int32) -> Tensor:
+  """0, 1, 2, ... along `axis` of `shape`, size 1 on the other axes: a device-less constant, which tinygrad folds
+  into index arithmetic in the kernels that use it (no kernel, no buffer of its own)."""
+  return Tensor.arange(shape[axis], dtype=dtype).reshape([n if i == axis else 1 for i, n in enumerate(shape)])
+
+
+def take(x: Tensor, index) -> Tensor:
+  """x[index] with tensor indices: a gather tinygrad 0.14 folds into a direct load. Bool data goes through uint8:
+  several index tensors at once give it back as weakint."""
+  return x.cast(tg.uint8)[index].cast(tg.bool) if x.dtype == tg.bool else x[index]
+
+
+def clamped_start(i: Tensor, upper: int, dtype=tg.int32) -> tuple[Tensor, Tensor]:
+  """XLA's clamp of a start index into [0, upper] (dynamic_slice, gather, scatter's CLIP), as `dtype`; and whether i
+  was there already. Compared in the index's own dtype, so unsigned and narrow indices need no widening that could
+  wrap; an upper bound past the dtype's range holds for every index."""
+  hi = min(upper, i.dtype.max)
+  inside = i <= hi if tg.is_unsigned(i.dtype) else (i >= 0) & (i <= hi)
+  clamped = i if tg.is_unsigned(i.dtype) else i.maximum(0)
+  return (clamped.minimum(hi) if hi < i.dtype.max else clamped).cast(dtype), inside
 
 
 def jdtype(x: Tensor) -> np.dtype: return to_jax(x.dtype)
@@ -31,12 +61,8 @@ def is_bool(x: Tensor) -> bool: return x.dtype == tg.bool
 def bits(x: Tensor) -> int: return x.dtype.itemsize * 8
 def full_like(x: Tensor, value) -> Tensor:
   if isinstance(value, float) and math.isnan(value) and x.dtype in QUIET_NAN: return nan_like(x)
-  return const(value, jdtype(x), x.shape)
+  return const(value, x.dtype, x.shape)
 def nan_where(mask: Tensor, x: Tensor) -> Tensor: return mask.where(nan_like(x), x)
-
-
-QUIET_NAN = {tg.float16: (tg.uint16, 0x7E00), tg.bfloat16: (tg.uint16, 0x7FC0), tg.float32: (tg.uint32, 0x7FC00000),
-              tg.float64: (tg.uint64, 0x7FF8000000000000)}
 
 
 def nan_like(x: Tensor) -> Tensor:
@@ -45,12 +71,10 @@ def nan_like(x: Tensor) -> Tensor:
   const), so it needs neither a NaN-filled buffer (one more kernel, and a read) nor anything but an OR in the kernel.
   The sign is x's (XLA's NaN sign is not observable in parity). A graph of constants only would still fold whole, so
   that keeps const's buffer."""
-  if x.dtype not in QUIET_NAN or constant_expr(x.uop): return const(math.nan, jdtype(x), x.shape)
-  unsigned, quiet = QUIET_NAN[x.dtype]
-  return (x.bitcast(unsigned) | quiet).bitcast(x.dtype)
+  if x.dtype not in QUIET_NAN or constant_expr(x.uop): return const(math.nan, x.dtype, x.shape)
+  return (x.bitcast(same_width_uint(x.dtype)) | QUIET_NAN[x.dtype]).bitcast(x.dtype)
 
 
-UNSIGNED = {tg.int8: tg.uint8, tg.int16: tg.uint16, tg.int32: tg.uint32, tg.int64: tg.uint64}
 _CONSTANT_EXPR: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # UOp -> a graph of constants only
 _CONSTANT_OPS = frozenset({Ops.CONST, Ops.STACK, Ops.CAST, Ops.BITCAST, Ops.REDUCE, Ops.DETACH, *GroupOp.ALU, *GroupOp.Movement})
 
@@ -80,10 +104,10 @@ def wrap_int(x: Tensor) -> Tensor:
   unsigned type of the same width folds to the wrapped bits (a signed value is masked as its unsigned bitcast:
   BITCAST(CONST) folds truncating). Computed values (any buffer or variable in the graph) wrap in the generated code
   already and are returned as they are, so this costs nothing at run time. Identity for floats and bools."""
-  if not (tg.is_unsigned(x.dtype) or x.dtype in UNSIGNED) or not constant_expr(x.uop): return x
+  if x.dtype not in tg.ints or not constant_expr(x.uop): return x
   if tg.is_unsigned(x.dtype): return x & full_like(x, x.dtype.max)
-  u = UNSIGNED[x.dtype]   # (a bare bitcast round trip is not enough: symbolic's bitcast-of-bitcast rule raises on the
-  return (x.bitcast(u) & const(u.max, to_jax(u), x.shape)).bitcast(x.dtype)   # weak CONST an x*1 -> x fold can leave)
+  u = same_width_uint(x.dtype)   # (a bare bitcast round trip is not enough: symbolic's bitcast-of-bitcast rule raises
+  return (x.bitcast(u) & const(u.max, u, x.shape)).bitcast(x.dtype)   # on the weak CONST an x*1 -> x fold can leave)
 
 
 def wrapping(fn):
@@ -97,16 +121,16 @@ def wrapping(fn):
   sees [0, max]; the low bits come back by a cast and a bitcast, which tinygrad takes as the full range. Arithmetic whose
   range provably fits (iota plus a constant) is returned as it is. Ring arithmetic commutes with the truncation, so
   a whole chain (integer_pow) wraps once at the end. Identity for floats and bools."""
+  @functools.wraps(fn)
   def wrapped(*xs):
     plain = fn(*xs)
     dt = plain.dtype
-    if not tg.is_int(dt): return plain
+    if dt not in tg.ints: return plain
     # (the range is exact for +, - and *; for other ops tinygrad answers the dtype's range, which proves nothing)
     if plain.uop.op in (Ops.ADD, Ops.SUB, Ops.MUL) and dt.min <= plain.uop.vmin and plain.uop.vmax <= dt.max: return wrap_int(plain)
-    wide = UNSIGNED.get(dt, dt) if dt.itemsize >= 4 else tg.uint32
+    wide = same_width_uint(dt) if dt.itemsize >= 4 else tg.uint32
     out = fn(*[x.bitcast(wide) if x.dtype.itemsize == wide.itemsize else x.cast(wide) for x in xs])
-    return int_to_int(wrap_int(out & const(wide.max, to_jax(wide), out.shape)), dt)
-  wrapped.__name__ = fn.__name__
+    return int_to_int(wrap_int(out & const(wide.max, wide, out.shape)), dt)
   return wrapped
 
 
@@ -116,31 +140,39 @@ def int_to_int(x: Tensor, target) -> Tensor:
   type of its width and a bitcast (a bitcast's range is the whole dtype)."""
   if x.dtype == target: return x
   if target.min <= x.uop.vmin and x.uop.vmax <= target.max: return wrap_int(x.cast(target))
-  unsigned = UNSIGNED.get(target, target)
+  unsigned = same_width_uint(target)
   out = wrap_int(x.cast(unsigned) if x.dtype != unsigned else x)
   return out.bitcast(target) if unsigned != target else out
 
 
-def in_f32(fn):
-  """Evaluate fn in float32 for f16/bf16 arguments and round the result back."""
+def in_f32(fn, widen=HALF_FLOATS):
+  """fn evaluated in float32 where its tensor arguments are of the half-precision dtypes in `widen`, a float32 result
+  rounded back once (a comparison's bools stay as they are): XLA's CPU code computes f16/bf16 ops this way."""
+  @functools.wraps(fn)
   def wrapped(*xs):
-    low = xs[0].dtype in (tg.float16, tg.bfloat16)
-    out = fn(*[x.cast(tg.float32) for x in xs]) if low else fn(*xs)
-    return out.cast(xs[0].dtype) if low else out
-  wrapped.__name__ = fn.__name__
+    low = next((x.dtype for x in xs if isinstance(x, Tensor) and x.dtype in widen), None)
+    if low is None: return fn(*xs)
+    out = fn(*[x.cast(tg.float32) if isinstance(x, Tensor) and x.dtype in widen else x for x in xs])
+    return out.cast(low) if out.dtype == tg.float32 else out
   return wrapped
 
+
+def bf16_in_f32(fn):
+  """fn evaluated in float32 for bfloat16 arguments (float16 stays: tinygrad computes it as clang's __fp16). clang-19
+  with -march=native can take minutes (or hang) compiling vectorized __bf16 arithmetic, and XLA CPU itself upcasts
+  bf16 elementwise ops to f32."""
+  return in_f32(fn, widen=(tg.bfloat16,))
 
 
 def signbit(x: Tensor) -> Tensor:
   """True where the sign bit is set (so for -0.0 too)."""
-  return x.bitcast({2: tg.int16, 4: tg.int32, 8: tg.int64}[x.dtype.itemsize]) < 0
+  return x.bitcast(same_width_int(x.dtype)) < 0
 
 
 def fabs(x: Tensor) -> Tensor:
   """|x| by clearing the sign bit: tinygrad's abs keeps -0.0 negative."""
-  itype = {2: tg.int16, 4: tg.int32, 8: tg.int64}[x.dtype.itemsize]
-  return (x.bitcast(itype) & np.iinfo(to_jax(itype)).max).bitcast(x.dtype)
+  itype = same_width_int(x.dtype)
+  return (x.bitcast(itype) & itype.max).bitcast(x.dtype)
 
 
 def round_to(t: Tensor, dtype) -> Tensor:
@@ -162,8 +194,3 @@ def copysign(mag: "Tensor | float", sign: Tensor) -> Tensor:
   """|mag| with the sign bit of sign (a float mag stays a constant: tinygrad cannot bitcast a float64 constant)."""
   m = fabs(mag) if isinstance(mag, Tensor) else full_like(sign, abs(mag))
   return signbit(sign).where(-m, m)
-
-
-# bfloat16 arithmetic is computed in float32 and rounded back: clang-19 with -march=native can take minutes (or hang)
-# compiling vectorized __bf16 arithmetic, and XLA CPU itself upcasts bf16 elementwise ops to f32. One rounding per
-# primitive; decompositions inside a rule (atanh, asinh, ...) round once at the end instead of after each step.

@@ -17,10 +17,9 @@ Key arrays moved by data-movement primitives (a split key unpacked by slice/sque
 handled by the interpreter with tinyjax/keys.py.
 
 Knowing the impl: the primitives `random_bits/split/fold_in/unwrap` carry no `impl` param; it lives in the key's
-aval (key<fry> vs key<phx4>, which have the same key-data shape), read from the equation being evaluated (EQUATION).
+aval (key<fry> vs key<phx4>, which have the same key-data shape), which these rules take as `in_avals`.
 
-Also here: `erf_inv` (jax.random.normal needs it), traced from JAX's lax-op transcription of XLA's polynomial, and
-`mulhi` (lax.mulhi, the high half of an integer product: the arithmetic of Philox's rounds).
+Also here: `mulhi` (lax.mulhi, the high half of an integer product: the arithmetic of Philox's rounds).
 """
 import functools
 import importlib
@@ -30,10 +29,10 @@ import numpy as np
 from jax._src.random import prng
 from tinygrad import Tensor, dtypes as tg
 
-from ..dtypes import is_key_dtype, to_jax, to_tiny
+from ..dtypes import is_key_dtype, same_width_uint, to_tiny
 from ..ops import primitive, register, unsupported
 from ..traced import config_key as _config_key, evaluate as _eval, spec as _spec, trace as _trace
-from .numerics import const, jdtype, wrap_int
+from .numerics import const, iota_along, jdtype, wrap_int
 
 
 # ---- which impl a key belongs to -------------------------------------------------------------------------------
@@ -115,10 +114,7 @@ def _fold_in_fn(impl, keys_shape, msgs_shape):
 
 # ---- the primitives JAX's threefry implementation is made of ---------------------------------------------------
 
-_threefry2x32_p = primitive("threefry2x32_p")
-
-
-@register(_threefry2x32_p)
+@register(primitive("threefry2x32_p"))
 def threefry2x32(k1, k2, x1, x2):
   """The Threefry-2x32 hash, 20 rounds: a transcription of JAX's own lax-op lowering
   (jax._src.random.threefry2x32._threefry2x32_lowering, unrolled). Written with Python-int rotation amounts rather
@@ -162,9 +158,8 @@ def iota_2x32_shape(*, shape):
   if size == 0: return [const(0, np.uint32, shape)] * 2
   if size > 2 ** 32:   # hi would be nonzero somewhere; tinygrad's arange would need uint64 indices
     raise NotImplementedError(f"iota_2x32_shape of {size} elements (more than 2**32)")
-  # Tensor.arange is a cumulative sum of a device-less constant, which tinygrad folds into index arithmetic: no
-  # kernel of its own, fused into its consumer (a cumsum of a device buffer would cost a two-stage O(n * 256) reduce)
-  lo = Tensor.arange(size, dtype=tg.uint32).reshape(shape)
+  # (an iota fuses into its consumer: a cumsum of a device buffer would cost a two-stage O(n * 256) reduce)
+  lo = iota_along((size,), 0, tg.uint32).reshape(shape)
   return [const(0, np.uint32, shape), lo]
 
 
@@ -331,9 +326,6 @@ def _mul_hi_lo(x, k, half=16):
 
 # ---- mulhi: the high half of an integer product ----------------------------------------------------------------
 
-_UNSIGNED_OF = {np.dtype(f"{k}{n}"): np.dtype(f"u{n}") for k in "iu" for n in (1, 2, 4, 8)}
-
-
 @register(primitive("mulhi_p"))
 def mulhi(x, y):
   """lax.mulhi (XLA's chlo.mulhi): the upper N bits of the 2N-bit product of N-bit integers; for signed ones, of the
@@ -341,16 +333,16 @@ def mulhi(x, y):
   uint32; 32/64-bit: _mul_hi_lo in 16/32-bit halves, so 32-bit needs no 64-bit integers), then for signed operands
   the identity mulhi_s(x, y) = mulhi_u(x, y) - (x < 0 ? y : 0) - (y < 0 ? x : 0) (mod 2**N)."""
   dt = np.dtype(jdtype(x))
-  if dt not in _UNSIGNED_OF or np.dtype(jdtype(y)) != dt:
+  if x.dtype not in tg.ints or y.dtype != x.dtype:
     raise TypeError(f"tinyjax: mulhi takes two integer operands of one dtype, got {dt} and {jdtype(y)}")
-  n, u = dt.itemsize * 8, to_tiny(_UNSIGNED_OF[dt])
+  n, u = dt.itemsize * 8, same_width_uint(x.dtype)
   ux, uy = (x, y) if dt.kind == "u" else (x.bitcast(u), y.bitcast(u))
   if n <= 16: hi = ((ux.cast(tg.uint32) * uy.cast(tg.uint32)) >> n).cast(u)   # < 2**32: exact
   else: hi = _mul_hi_lo(ux, uy, n // 2)[0]
   if dt.kind == "u": return hi
   wide = hi.dtype if n >= 32 else tg.uint32   # hi, ux, uy widened so that 8/16-bit sums do not wrap at all
-  mask = const(2 ** n - 1, to_jax(wide), ())
-  out, zero = hi.cast(wide), const(0, to_jax(wide), ())
+  mask = const(2 ** n - 1, wide, ())
+  out, zero = hi.cast(wide), const(0, wide, ())
   for neg, other in ((x < 0, uy), (y < 0, ux)):
     # out - c (mod 2**N) as out + (2**N - 1 - c) + 1, masked: no negative intermediate; for N = 32/64 the sum wraps
     # in C's unsigned arithmetic and the mask gives tinygrad's range analysis (and constant folding) the wrapped value
@@ -374,12 +366,10 @@ def _jax_primitive(module, name):
   except ImportError: return None
 
 
-_philox4x32_p = _jax_primitive("jax._src.random.philox4x32", "philox4x32_p")
-_philox2x32_p = _jax_primitive("jax._src.random.philox2x32", "philox2x32_p")
 _PHILOX2x32_M = 0xD256D193   # Random123's PHILOX_M2x32_0; the key is bumped by kPhiloxW32A (_PHILOX_W[0])
 
 
-@register(_philox4x32_p)   # (None, and so no rule, in a JAX without this impl)
+@register(_jax_primitive("jax._src.random.philox4x32", "philox4x32_p"))   # (None, and so no rule, in a JAX without it)
 def philox4x32(k0, k1, x0, x1, x2, x3):
   """Philox-4x32-10 of the counter (x0, x1, x2, x3) under the key (k0, k1)."""
   shape, ops = _broadcast_uint32("philox4x32", k0, k1, x0, x1, x2, x3)
@@ -387,7 +377,7 @@ def philox4x32(k0, k1, x0, x1, x2, x3):
   return _philox4x32(ops[2:], ops[:2])
 
 
-@register(_philox2x32_p)
+@register(_jax_primitive("jax._src.random.philox2x32", "philox2x32_p"))
 def philox2x32(k0, x0, x1):
   """Philox-2x32-10 of the counter (x0, x1) under the key k0: per round (hi, lo) = M * x0, then
   (x0, x1) = (hi ^ x1 ^ k0, lo)."""
@@ -408,11 +398,10 @@ def philox2x32(k0, x0, x1):
 # _threefry4x32_lowering, a Python loop of lax ops; the rule is that loop, unrolled with Python-int rotation amounts
 # (as threefry2x32's: shifts by constant ints compile much faster than the generic shift rules' shifts by tensors).
 
-_threefry4x32_p = _jax_primitive("jax._src.random.threefry4x32", "threefry4x32_p")
 _ROTATIONS_4x32 = ((10, 26), (11, 21), (13, 27), (23, 5), (6, 20), (17, 11), (25, 10), (18, 20))   # Random123 R_32x4
 
 
-@register(_threefry4x32_p)   # (None, and so no rule, in a JAX without this impl)
+@register(_jax_primitive("jax._src.random.threefry4x32", "threefry4x32_p"))   # (None, and so no rule, in a JAX without it)
 def threefry4x32(k0, k1, k2, k3, x0, x1, x2, x3):
   """Threefry-4x32-20 of the counter (x0, x1, x2, x3) under the key (k0, k1, k2, k3): the Skein key schedule with
   parity 0x1BD11BDA, injected every 4 rounds with the injection count added to the last word; even rounds mix

@@ -85,12 +85,11 @@ def identity(x, kind):
   """The value a reduction of no elements yields (XLA's monoid identity)."""
   if kind in ("sum", "or", "xor"): return 0 if not is_bool(x) else False
   if kind == "prod": return 1
-  if kind == "and": return True if is_bool(x) else np.iinfo(jdtype(x)).max if is_unsigned(x) else -1
+  if kind == "and": return True if is_bool(x) else x.dtype.max if is_unsigned(x) else -1
   if kind == "logsumexp": return -math.inf
   if is_bool(x): return kind == "min"
   if is_float(x): return -math.inf if kind == "max" else math.inf
-  info = np.iinfo(jdtype(x))
-  return info.min if kind == "max" else info.max
+  return x.dtype.min if kind == "max" else x.dtype.max
 
 
 def _reduce(x, axes, kind, reduce_fn):

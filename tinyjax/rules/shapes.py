@@ -4,11 +4,10 @@ import functools
 
 import numpy as np
 from jax.extend.core import primitives as P
-from tinygrad import Tensor, dtypes as tg
 
 from ..dtypes import to_tiny
 from ..ops import primitive, register
-from .numerics import const, jdtype
+from .numerics import clamped_start, const, iota_along, take
 
 
 @register(P.broadcast_in_dim_p, moves_keys=True)
@@ -58,7 +57,7 @@ def pad(x, padding_value, *, padding_config):
       if interior and t.shape[dim] > 1: t = _interleave_zeros(t, dim, interior)
     t = t.pad(tuple((max(lo, 0), max(hi, 0)) for lo, hi, _ in padding_config))
     return t.shrink(tuple((-min(lo, 0), -min(lo, 0) + n) for (lo, _, _), n in zip(padding_config, out_shape)))
-  return move(Tensor.full(x.shape, True, dtype=tg.bool, buffer=False)).where(move(x), padding_value)
+  return move(const(True, np.bool_, x.shape)).where(move(x), padding_value)
 
 
 def _interleave_zeros(x, dim, interior):
@@ -85,34 +84,19 @@ def split(x, *, sizes, axis):
 @register(P.iota_p)
 def iota(*dyn_shape, dtype, shape, dimension, sharding=None):
   if dyn_shape: raise NotImplementedError("dynamic shapes")
-  line = Tensor.arange(shape[dimension], dtype=tg.int32).cast(to_tiny(dtype))   # XLA converts an s32 iota, so int8 wraps
-  return line.reshape([n if i == dimension else 1 for i, n in enumerate(shape)]).expand(shape)
+  return iota_along(shape, dimension).cast(to_tiny(dtype)).expand(shape)   # XLA converts an s32 iota, so int8 wraps
 
 
 # ---- dynamic slices: traced start indices ----------------------------------------------------------------------
 
-def _clamped_start(i: Tensor, limit: int) -> Tensor:
-  """XLA clamps a start index into [0, dim - size], in the index's own integer dtype; the result is int32."""
-  if not tg.is_unsigned(i.dtype): i = i.maximum(0)
-  return (i.minimum(limit) if limit < i.dtype.max else i).cast(tg.int32)
-
-
-def _along(t: Tensor, dim: int, ndim: int) -> Tensor:
-  """A 1-d index tensor shaped to index axis `dim` of an ndim array (indices of all axes broadcast as an outer product)."""
-  return t.reshape([-1 if k == dim else 1 for k in range(ndim)])
-
-
-def _take(x: Tensor, index: tuple) -> Tensor:
-  """x[index] with tensor indices: a gather that loads directly (tinygrad 0.14 gives bool data back as weakint)."""
-  return x.cast(tg.uint8)[index].cast(tg.bool) if x.dtype == tg.bool else x[index]
-
+# Each axis gets its own index tensor, shaped along that axis (an iota), so that together they broadcast as an outer
+# product: one gather that loads directly.
 
 @register(P.dynamic_slice_p, moves_keys=True)
 def dynamic_slice(x, *starts, slice_sizes):
   if x.ndim == 0 or 0 in slice_sizes: return x.shrink(tuple((0, s) for s in slice_sizes))
-  index = [_along(_clamped_start(i, d - s) + Tensor.arange(s, dtype=tg.int32), dim, x.ndim)
-           for dim, (i, d, s) in enumerate(zip(starts, x.shape, slice_sizes))]
-  return _take(x, tuple(index))
+  return take(x, tuple(clamped_start(i, d - s)[0] + iota_along(slice_sizes, dim)
+                       for dim, (i, d, s) in enumerate(zip(starts, x.shape, slice_sizes))))
 
 
 @register(P.dynamic_update_slice_p, moves_keys=True)
@@ -120,10 +104,9 @@ def dynamic_update_slice(x, update, *starts):
   if x.ndim == 0: return update
   if 0 in update.shape: return x
   # every output element asks where it sits inside the update window, then takes update there or x outside
-  offset = [_along(Tensor.arange(d, dtype=tg.int32) - _clamped_start(i, d - s), dim, x.ndim)
-            for dim, (i, d, s) in enumerate(zip(starts, x.shape, update.shape))]
+  offset = [iota_along(x.shape, dim) - clamped_start(i, d - s)[0] for dim, (i, d, s) in enumerate(zip(starts, x.shape, update.shape))]
   inside = functools.reduce(lambda a, b: a & b, [(o >= 0) & (o < s) for o, s in zip(offset, update.shape)])
-  return inside.where(_take(update, tuple(o.maximum(0).minimum(s - 1) for o, s in zip(offset, update.shape))), x)
+  return inside.where(take(update, tuple(o.maximum(0).minimum(s - 1) for o, s in zip(offset, update.shape))), x)
 
 
 @register(primitive("tile_p"))
@@ -131,7 +114,7 @@ def tile(x, *, reps):
   """jnp.tile's primitive: the operand repeated `reps` times along each axis (a typed key's data dims stay as they are)."""
   reps = tuple(int(r) for r in reps) + (1,) * (x.ndim - len(reps))
   out_shape = tuple(d * r for d, r in zip(x.shape, reps))
-  if 0 in out_shape: return const(0, jdtype(x), out_shape)
+  if 0 in out_shape: return const(0, x.dtype, out_shape)
   return x.repeat(*reps) if reps else x
 
 

@@ -21,16 +21,15 @@ Orders (JAX 0.10, jax._src.lax.lax._sort_lt_comparator and XLA CPU's TopK, check
 - eq_to/le_to/lt_to are XLA's TOTALORDER comparisons: the raw-bit total order (-0.0 < +0.0, NaN == NaN only bitwise).
 """
 import math
+import operator
 
 import numpy as np
 from jax.extend.core import primitives as P
 from tinygrad import Tensor, dtypes as tg
 
+from ..dtypes import EXPONENT_MASK, same_width_uint
 from ..ops import register
-from .numerics import bits, const, full_like, is_bool, is_float, is_unsigned
-
-UNSIGNED = {1: tg.uint8, 2: tg.uint16, 4: tg.uint32, 8: tg.uint64}
-EXPONENT_MASK = {tg.float16: 0x7C00, tg.bfloat16: 0x7F80, tg.float32: 0x7F800000, tg.float64: 0x7FF0000000000000}
+from .numerics import bits, const, full_like, iota_along, is_bool, is_float, is_unsigned, take
 
 
 # ---- keys ------------------------------------------------------------------------------------------------------
@@ -41,7 +40,7 @@ def _order_key(x: Tensor, canonical: bool) -> Tensor:
   comparator): ±0 share +0's key and every NaN one key past +inf."""
   if is_bool(x): return x.cast(tg.uint8)
   if is_unsigned(x): return x
-  u = UNSIGNED[x.dtype.itemsize]
+  u = same_width_uint(x.dtype)
   b, top = x.bitcast(u), 1 << (bits(x) - 1)
   if not is_float(x): return b ^ full_like(b, top)
   key = (b >= full_like(b, top)).where(b ^ full_like(b, u.max), b | full_like(b, top))
@@ -65,8 +64,8 @@ def _take(x: Tensor, perm: Tensor) -> Tensor:
   batch, n, k = perm.shape[:-1], x.shape[perm.ndim - 1], perm.shape[-1]
   extra, rows = x.shape[perm.ndim:], math.prod(perm.shape[:-1])
   if rows * n >= 2 ** 31: perm = perm.cast(tg.int64)
-  flat = perm + Tensor.arange(rows, dtype=perm.dtype).reshape(*batch, 1) * n if rows > 1 else perm
-  return x.reshape(rows * n, *extra)[flat.reshape(-1)].reshape(*batch, k, *extra)
+  flat = perm + iota_along((rows,), 0, perm.dtype).reshape(*batch, 1) * n if rows > 1 else perm
+  return take(x.reshape(rows * n, *extra), flat.reshape(-1)).reshape(*batch, k, *extra)
 
 
 def _stable_order(keys: list[Tensor], first: int | None = None) -> Tensor:
@@ -84,7 +83,7 @@ def _stable_order(keys: list[Tensor], first: int | None = None) -> Tensor:
     if cur and cur_bits + d[1] + ib > 64: groups.append(cur); cur, cur_bits = [], 0
     cur.insert(0, d); cur_bits += d[1]
   groups.append(cur)
-  position = Tensor.arange(n, dtype=tg.int32)
+  position = iota_along((n,), 0)
   mask = (1 << ib) - 1
   perm = None
   for group in groups:
@@ -115,13 +114,13 @@ def _rank_order(keys: list[Tensor], first: int | None = None) -> Tensor:
   """_stable_order by comparisons of every pair, O(n^2) per row: i's rank counts the j that sort before it
   (lexicographically smaller keys, or equal keys and j < i); entry r of the permutation is the i of rank r."""
   n = keys[0].shape[-1]
-  i = Tensor.arange(n, dtype=tg.int32)
+  i = iota_along((n,), 0)
   before = i.unsqueeze(-1) < i                            # [j, i]: j < i, the tie-break
   for k in reversed(keys):
     kj, ki = k.unsqueeze(-1), k.unsqueeze(-2)
     before = (kj < ki) | ((kj == ki) & before)
   rank = before.cast(tg.int32).sum(-2)                    # (..., n): over j
-  r = Tensor.arange(n if first is None else first, dtype=tg.int32)
+  r = iota_along((n if first is None else first,), 0)
   return ((rank.unsqueeze(-1) == r).where(i.unsqueeze(-1), 0)).sum(-2).cast(tg.int32).contiguous()
 
 
@@ -165,7 +164,7 @@ def _top_k_last(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
 
 @register(P.top_k_p)
-def top_k(x, *, k, axis=None):
+def top_k(x, *, k, axis=None, is_stable=None):   # (is_stable: jax >= 0.11; this top_k is always stable)
   axis = x.ndim - 1 if axis is None else axis
   values, indices = _top_k_last(_to_last(x, axis), k)
   return [_to_last(values, axis), _to_last(indices, axis)]
@@ -191,14 +190,20 @@ def approx_top_k(x, *, k, reduction_dimension, recall_target, is_max_k, reductio
 
 # ---- total-order comparisons -----------------------------------------------------------------------------------
 
-def _total_order(compare):
-  """A TOTALORDER comparison: floats by their raw-bit total order key, integers and bools as they are."""
-  def rule(x, y):
-    if not is_float(x): return compare(x.cast(tg.uint8), y.cast(tg.uint8)) if is_bool(x) else compare(x, y)
-    return compare(_order_key(x, False), _order_key(y, False))
-  return rule
+def _total_order(x, y):
+  """The operands of a TOTALORDER comparison as what compares them: floats by their raw-bit total-order keys, bools as
+  uint8, integers as they are."""
+  if is_float(x): return _order_key(x, False), _order_key(y, False)
+  return (x.cast(tg.uint8), y.cast(tg.uint8)) if is_bool(x) else (x, y)
 
 
-register(P.eq_to_p)(_total_order(lambda a, b: a == b))
-register(P.le_to_p)(_total_order(lambda a, b: a <= b))
-register(P.lt_to_p)(_total_order(lambda a, b: a < b))
+@register(P.eq_to_p)
+def eq_to(x, y): return operator.eq(*_total_order(x, y))
+
+
+@register(P.le_to_p)
+def le_to(x, y): return operator.le(*_total_order(x, y))
+
+
+@register(P.lt_to_p)
+def lt_to(x, y): return operator.lt(*_total_order(x, y))

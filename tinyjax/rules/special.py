@@ -31,31 +31,25 @@ from jax import lax
 from jax._src.lax import special as lax_special
 from tinygrad import Tensor, dtypes as tg
 
-from ..dtypes import to_tiny
+from ..dtypes import HALF_FLOATS, QUIET_NAN, same_width_uint
 from ..ops import register
 from ..traced import config_key, evaluate, spec, trace
 from . import elementwise
-from .numerics import const, copysign, fabs, full_like, jdtype, nan_where, wrapping
-
-_LOW = (tg.float16, tg.bfloat16)
+from .numerics import const, copysign, fabs, full_like, in_f32, jdtype, nan_where, wrapping
 
 
 # ---- conventions shared by the native (CHLO) rules ---------------------------------------------------------------
 
-def chlo(*primitives, f64=None):
-  """Register `fn(*xs)` (float32 Tensors) as the rule of a CHLO-decomposed op: float16/bfloat16 are computed in float32
-  and rounded back (CHLO's materializeWithUpcast), float64 runs `f64` (XLA's float64 coefficients) or fn itself."""
+def chlo(f64=None):
+  """The rule of a CHLO-decomposed op from `fn(*xs)` written for float32: float16/bfloat16 are computed in float32 and
+  rounded back (in_f32: CHLO's materializeWithUpcast), float64 runs `f64` (XLA's float64 coefficients) or fn itself."""
   def wrap(fn):
-    def rule(*xs, **params):
-      if params: raise NotImplementedError(f"{primitives[0].name}: unexpected params {params}")
+    def rule(*xs):
       dt = xs[0].dtype
-      if dt in _LOW: return fn(*[x.cast(tg.float32) for x in xs]).cast(dt)
-      if dt == tg.float32: return fn(*xs)
-      if dt == tg.float64: return (f64 or fn)(*xs)
-      raise TypeError(f"tinyjax: {primitives[0].name} takes float16/bfloat16/float32/float64, got {dt}")
+      if not tg.is_float(dt): raise TypeError(f"tinyjax: {fn.__name__} takes float16/bfloat16/float32/float64, got {dt}")
+      return (f64 or fn)(*xs) if dt == tg.float64 else in_f32(fn)(*xs)
     rule.__name__ = rule.__qualname__ = fn.__name__
-    register(*primitives)(rule)
-    return fn
+    return rule
   return wrap
 
 
@@ -131,7 +125,8 @@ def _erf64(x): return (x.abs() < 1).where(_erf64_le1(x), 1 - _erfc64_ge1(x))
 def _erfc64(x): return (x.abs() < 1).where(1 - _erf64_le1(x), _erfc64_ge1(x))
 
 
-@chlo(lax.erf_p, f64=_erf64)
+@register(lax.erf_p)
+@chlo(f64=_erf64)
 def erf(x):
   """XLA's float32 erf (xla/codegen/intrinsic/erf.cc, Eigen's rational interpolant): ±1 beyond |x| >= 3.8325."""
   x2 = x * x
@@ -140,7 +135,8 @@ def erf(x):
   return _ge(x.abs(), 3.832506856900711).where(copysign(1.0, x), p / q)   # (NaN: p / q is NaN)
 
 
-@chlo(lax.erfc_p, f64=_erfc64)
+@register(lax.erfc_p)
+@chlo(f64=_erfc64)
 def erfc(x):
   """CHLO's float32 erfc: 1 - x T(x^2) for |x| < 1, else exp(-x^2)/|x| P(1/x^2) (R for |x| >= 2); 2 - erfc(-x) below 0."""
   z = -(x * x)
@@ -177,7 +173,8 @@ def _log_t(z):   # log(z + g + 1/2) = log(g + 1/2) + log1p(z / (g + 1/2))
   return full_like(z, math.log(_LANCZOS_G + 0.5)) + elementwise.log1p(z / full_like(z, _LANCZOS_G + 0.5))
 
 
-@chlo(lax.lgamma_p)
+@register(lax.lgamma_p)
+@chlo()
 def lgamma(x):
   """CHLO's materializeLgamma: Lanczos (g = 7, n = 9) with Euler's reflection below 1/2; +inf at ±inf and the poles."""
   reflect, z = _lanczos_z(x)
@@ -196,7 +193,8 @@ def lgamma(x):
   return x.isinf().where(full_like(x, math.inf), reflect.where(refl, lg))
 
 
-@chlo(lax.digamma_p)
+@register(lax.digamma_p)
+@chlo()
 def digamma(x):
   """CHLO's materializeDigamma: the Lanczos sum's logarithmic derivative, reflection pi*cot(pi*x) below 1/2 (computed
   on x shifted into [-1/2, 1/2]); NaN at 0, the negative integers and -inf."""
@@ -225,7 +223,8 @@ def _is_even_int(x):
   return (x == x.floor()) & (half == half.floor()) & ~x.isinf()   # fmod(x, 2) == 0: false for ±inf (NaN)
 
 
-@chlo(lax.zeta_p)
+@register(lax.zeta_p)
+@chlo()
 def zeta(x, q):
   """CHLO's materializeZeta (Hurwitz zeta, Johansson's formula (5)): 10 terms of the series, then a 12-term
   Euler-Maclaurin tail by Horner's rule; NaN for x < 1 or q <= 0 with x not an integer, the poles at q = 0, -1, ...
@@ -257,7 +256,8 @@ def zeta(x, q):
   return (x == 1).where(full_like(x, math.inf), out)
 
 
-@chlo(lax.polygamma_p)
+@register(lax.polygamma_p)
+@chlo()
 def polygamma(n, x):
   """CHLO's materializePolygamma: (-1)^(n+1) n! zeta(n+1, x) for natural n > 0, digamma for n = 0, NaN otherwise."""
   sign = (n - (n * 0.5).trunc() * 2) * 2 - 1                             # 2*fmod(n, 2) - 1 (NaN for ±inf)
@@ -295,37 +295,33 @@ def _i1e(x, a, b):
   return elementwise.sign(x) * ((z < 8) | (z == 8)).where(le8, gt8)
 
 
-@chlo(lax.bessel_i1e_p, f64=lambda x: _i1e(x, _I1E_A64, _I1E_B64))
+@register(lax.bessel_i1e_p)
+@chlo(f64=lambda x: _i1e(x, _I1E_A64, _I1E_B64))
 def bessel_i1e(x): return _i1e(x, _I1E_A32, _I1E_B32)
 
 
 # ---- nextafter -------------------------------------------------------------------------------------------------
-
-_UINT = {2: tg.uint16, 4: tg.uint32, 8: tg.uint64}
-_QUIET_NAN = {tg.float16: 0x7E00, tg.bfloat16: 0x7FC0, tg.float32: 0x7FC00000, tg.float64: 0x7FF8000000000000}
-
 
 @register(lax.nextafter_p)
 def nextafter(x, y):
   """CHLO's materializeNextAfter on the bits: step the integer representation toward y by one. Exact in every float
   dtype. XLA's CPU code compares with subnormals flushed (DAZ) in float32/float64/bfloat16 (bfloat16 is compared in
   float32), so nextafter(-1e-45, 0) is +0 there, as here; float16 is compared in float32, where its subnormals are normal."""
-  if x.dtype not in _QUIET_NAN: raise TypeError(f"tinyjax: nextafter takes float16/bfloat16/float32/float64, got {x.dtype}")
-  u = _UINT[x.dtype.itemsize]
+  if x.dtype not in QUIET_NAN: raise TypeError(f"tinyjax: nextafter takes float16/bfloat16/float32/float64, got {x.dtype}")
+  u = same_width_uint(x.dtype)
   nbits = x.dtype.itemsize * 8
   xi, yi = x.bitcast(u), y.bitcast(u)
   sign_bit, mag_mask = 1 << (nbits - 1), (1 << (nbits - 1)) - 1
   x_abs, y_abs = xi & mag_mask, yi & mag_mask
   x_sign, y_sign = xi & sign_bit, yi & sign_bit
   smaller = (x_abs > y_abs) | (x_sign != y_sign)
-  ujax = jdtype(xi)
-  step = smaller.where(const(u.max, ujax, x.shape), const(1, ujax, x.shape))   # -1 or +1, modulo 2^bits
+  step = smaller.where(const(u.max, u, x.shape), const(1, u, x.shape))   # -1 or +1, modulo 2^bits
   out = wrapping(lambda a, b: a + b)(xi, step)
   out = (x_abs == 0).where((y_abs == 0).where(yi, y_sign | 1), out)
-  xf, yf = (x.cast(tg.float32), y.cast(tg.float32)) if x.dtype in _LOW else (x, y)
+  xf, yf = (x.cast(tg.float32), y.cast(tg.float32)) if x.dtype in HALF_FLOATS else (x, y)
   if x.dtype != tg.float16: xf, yf = _flush(xf), _flush(yf)
   out = (xf == yf).where(yi, out)
-  out = (xf.isnan() | yf.isnan()).where(const(_QUIET_NAN[x.dtype], ujax, x.shape), out)
+  out = (xf.isnan() | yf.isnan()).where(const(QUIET_NAN[x.dtype], u, x.shape), out)
   if x.dtype == tg.bfloat16:   # via float32, exactly: clang-19 crashes selecting vectorized bits stored as __bf16
     return (out.cast(tg.uint32) << 16).bitcast(tg.float32).cast(tg.bfloat16)
   return out.bitcast(x.dtype)
@@ -366,7 +362,7 @@ def _random_module():
 
 
 _RANDOM = _random_module()
-_random_gamma_p = _RANDOM.random_gamma_p if _RANDOM else None
+random_gamma_p = _RANDOM.random_gamma_p if _RANDOM else None
 
 
 @functools.lru_cache(maxsize=None)
@@ -377,7 +373,7 @@ def _gamma_fn(log_space: bool):
   return functools.partial(_RANDOM._gamma_impl, log_space=log_space, use_vmap=True)
 
 
-@register(_random_gamma_p, note=_HOST_SYNC_NOTE, host_sync=True, with_avals=True)
+@register(random_gamma_p, note=_HOST_SYNC_NOTE, host_sync=True, with_avals=True)
 def random_gamma(keys, a, *, log_space, in_avals, out_avals):
   key_aval = in_avals[0]   # its dtype names the key's PRNG impl
   closed = trace(_gamma_fn(bool(log_space)), ((tuple(key_aval.shape), key_aval.dtype), spec(a)), config_key())
@@ -387,15 +383,12 @@ def random_gamma(keys, a, *, log_space, in_avals, out_avals):
 # ---- erf_inv ---------------------------------------------------------------------------------------------------
 
 @register(jax.lax.erf_inv_p)
+@in_f32
 def erf_inv(x):
   """XLA's erf_inv (chlo legalization: Giles' single-precision polynomial for f32, the double one for f64), traced
   from JAX's lax-op transcription of it (jax._src.pallas.utils). f16/bf16 are computed in f32 and rounded, as XLA
   does for types narrower than f32."""
   from jax._src.pallas import utils as pallas_utils
-  dt = np.dtype(jdtype(x))
-  wide = np.dtype(np.float64) if dt == np.float64 else np.dtype(np.float32)
-  xw = x if dt == wide else x.cast(to_tiny(wide))
-  closed = trace(pallas_utils.erf_inv_lowering_helper, ((tuple(x.shape), wide),), config_key())
-  out = evaluate(closed, xw)[0]
-  out = nan_where(xw.abs() > 1, out)   # NaN outside [-1, 1]; the helper gets there via log1p(-inf) = NaN, which
-  return out if dt == wide else out.cast(x.dtype)   # elementwise.log1p returns as -inf (reported to its owner)
+  out = evaluate(trace(pallas_utils.erf_inv_lowering_helper, (spec(x),), config_key()), x)[0]
+  return nan_where(x.abs() > 1, out)   # NaN outside [-1, 1]; the helper gets there via log1p(-inf) = NaN, which
+                                       # elementwise.log1p returns as -inf (reported to its owner)
