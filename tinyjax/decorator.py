@@ -9,12 +9,11 @@ import functools
 import inspect
 
 import jax
-import jax.numpy as jnp
 from jax._src import config
 import numpy as np
-from tinygrad import Device, Tensor, dtypes
+from tinygrad import Device, Tensor
 
-from .dtypes import is_key_dtype, to_jax, to_tiny
+from .dtypes import is_key_dtype, tensor_to_numpy, to_jax, to_tiny
 from .interpreter import numpy_to_tensor
 from .program import Program
 
@@ -71,9 +70,7 @@ def to_numpy(tree):
   """A pytree of tiny outputs as numpy arrays with JAX's dtypes (tinygrad's .numpy() widens bfloat16 to float32)."""
   def leaf(x):
     if isinstance(x, TinyKey): x = x.data
-    if not isinstance(x, Tensor): return np.asarray(x)
-    if x.dtype == dtypes.bfloat16: return x.bitcast(dtypes.uint16).numpy().view(jnp.bfloat16)
-    return x.numpy()
+    return tensor_to_numpy(x) if isinstance(x, Tensor) else np.asarray(x)
   return jax.tree_util.tree_map(leaf, tree, is_leaf=_is_leaf)
 
 

@@ -32,7 +32,6 @@ from jax.extend.core import primitives as P
 from tinygrad import Tensor, Variable, dtypes as tg
 
 from ..capture import CapturedStep, empty_buffer, empty_buffers, layout, whole_buffers
-from ..dtypes import physical_shape, to_tiny
 from ..interpreter import eval_closed_jaxpr, needs_host_sync, program_steps
 from ..ops import primitive, register
 from .numerics import DEVICE, const
@@ -145,10 +144,10 @@ def _while_iteration(cond_jaxpr, body_jaxpr, n_cond, n_body):
 
 # ---- scan ------------------------------------------------------------------------------------------------------
 
-def _scan_groups(params):
+def _scan_groups(num_consts, num_carry, ft_in):
   """How many scan operands are consts and carries: params in jax 0.10, a FlatTree `ft_in` in jax 0.11."""
-  if "num_consts" in params: return params["num_consts"], params["num_carry"]
-  consts, carry, _ = params["ft_in"].unpack()
+  if num_consts is not None: return num_consts, num_carry
+  consts, carry, _ = ft_in.unpack()
   return len(consts), len(carry)
 
 
@@ -164,12 +163,13 @@ def steps_on_host(eqn) -> bool:
 
 
 @register(P.scan_p, host_sync=steps_on_host)
-def scan(*args, jaxpr, length, reverse, **params):   # linear, unroll, _split_transpose, ft_out: no effect here
-  num_consts, num_carry = _scan_groups(params)
+def scan(*args, jaxpr, length, reverse, num_consts=None, num_carry=None, ft_in=None, ft_out=None, linear=None,
+         unroll=None, _split_transpose=None):   # (linear, unroll, _split_transpose: no effect on the values)
+  num_consts, num_carry = _scan_groups(num_consts, num_carry, ft_in)
   consts, carry, xs = args[:num_consts], list(args[num_consts:num_consts + num_carry]), args[num_consts + num_carry:]
   y_avals = jaxpr.out_avals[num_carry:]
   if length == 0:
-    return carry + [Tensor.zeros(0, *physical_shape(a), dtype=to_tiny(a.dtype), device=DEVICE.get()) for a in y_avals]
+    return carry + [const(0, a.dtype, (0, *a.shape)) for a in y_avals]
   from tinygrad.engine.realize import capturing
   # (inside a capture, e.g. a stepped scan's body, unrolled; a body with host reads (a while) cannot be captured)
   if length > UNROLL_MAX_LENGTH and not capturing and not needs_host_sync(jaxpr):
