@@ -11,4 +11,5 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
+# (pip 23.2, the one Python 3.11 ships, rejects an empty extras list: ".[]")
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}"
