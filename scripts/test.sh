@@ -6,14 +6,28 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh "clang-19 pocl-opencl-icd ocl-icd-libopencl1" "test,opencl"
 export CC=${CC:-clang-19}   # bfloat16 kernels need clang >= 17; Debian 12's default clang is 14
 export TINYJAX_EXAMPLES=${TINYJAX_EXAMPLES:-8}   # hypothesis examples per generated test: CI's time budget; raise locally
+
+# pytest with these arguments. Now and then a pytest-xdist worker dies of a segfault inside a freshly captured CPU
+# kernel (seen in test_random, test_indexing and test_conv, always passing when run again; cause not found yet, see
+# README: Development): a test whose worker crashed is run once more in a process of its own, and the run passes only
+# if every failure was such a crash and each passes then. Any other failure fails the run at once.
+suite() {
+  local log; log=$(mktemp)
+  if .venv/bin/python -m pytest -q -p no:cacheprovider "$@" 2>&1 | tee "$log"; then return 0; fi
+  mapfile -t crashed < <(sed -n "s/^worker '[^']*' crashed while running '\(.*\)'$/\1/p" "$log")
+  local failed; failed=$(grep -c '^\(FAILED\|ERROR\) ' "$log" || true)
+  if [ ${#crashed[@]} -eq 0 ] || [ "$failed" -ne ${#crashed[@]} ]; then return 1; fi
+  echo "== a worker crashed in ${#crashed[@]} test(s); running each again in a process of its own: ${crashed[*]}"
+  .venv/bin/python -m pytest -q -p no:cacheprovider "${crashed[@]}"
+}
+
 echo "== DEV=CPU: the whole suite"
-# tests/rules/test_random.py in a process of its own: in a worker that ran other files first, its sampler test once crashed
-# (a segfault inside a freshly captured CPU kernel; it passes alone and after its own file's tests; cause not found yet)
+# tests/rules/test_random.py in a process of its own (where its sampler test first crashed as above)
 if [ $# -eq 0 ]; then
-  DEV=CPU .venv/bin/python -m pytest -q -n 2 -p no:cacheprovider --durations=15 --ignore=tests/rules/test_random.py
-  DEV=CPU .venv/bin/python -m pytest -q -n 2 -p no:cacheprovider tests/rules/test_random.py
+  DEV=CPU suite -n 2 --durations=15 --ignore=tests/rules/test_random.py
+  DEV=CPU suite -n 2 tests/rules/test_random.py
 else
-  DEV=CPU .venv/bin/python -m pytest -q -n 2 -p no:cacheprovider --durations=15 "$@"
+  DEV=CPU suite -n 2 --durations=15 "$@"
 fi
 echo "== DEV=CL (POCL, a real OpenCL device): the decorator contract, the interpreter and whole models"
-DEV=CL .venv/bin/python -m pytest -q -n 2 -p no:cacheprovider tests/test_decorator.py tests/test_interpreter.py tests/test_models.py "$@"
+DEV=CL suite -n 2 tests/test_decorator.py tests/test_interpreter.py tests/test_models.py "$@"
