@@ -13,6 +13,7 @@ refuses duplicates), the function getting its argument list rebuilt inside. Whic
 the captured kernels, so there is one TinyJit per layout.
 """
 import math
+import threading
 from typing import Callable, NamedTuple
 
 from tinygrad import Tensor, TinyJit
@@ -20,6 +21,14 @@ from tinygrad.helpers import Context
 from tinygrad.uop.ops import Ops, UOp, buffers
 
 from .dtypes import physical_shape, to_tiny
+
+
+tinygrad_lock = threading.RLock()
+"""Held by every call of a tiny function (tracing, building, capture, replay) and by to_numpy/to_tinygrad: tinygrad's
+state is process-wide (Context flags such as ALLOW_DEVICE_USAGE, which its codegen sets and restores around each
+compile; TinyJit's list of captures in progress, which takes every kernel any thread realizes; buffer and kernel
+caches), so two threads inside tinygrad at once corrupt it. Re-entrant: a tiny function may call another. Code that
+uses tinygrad itself from several threads while tiny functions run should hold it too (`with tinyjax.tinygrad_lock:`)."""
 
 
 def whole_buffers(tensors, device):

@@ -13,6 +13,7 @@ from jax._src import config
 import numpy as np
 from tinygrad import Device, Tensor
 
+from .capture import tinygrad_lock
 from .dtypes import is_key_dtype, tensor_to_numpy, to_jax, to_tiny
 from .interpreter import numpy_to_tensor
 from .program import Program
@@ -71,7 +72,7 @@ def to_numpy(tree):
   def leaf(x):
     if isinstance(x, TinyKey): x = x.data
     return tensor_to_numpy(x) if isinstance(x, Tensor) else np.asarray(x)
-  return jax.tree_util.tree_map(leaf, tree, is_leaf=_is_leaf)
+  with tinygrad_lock: return jax.tree_util.tree_map(leaf, tree, is_leaf=_is_leaf)
 
 
 def to_tinygrad(tree, device=None):
@@ -82,7 +83,7 @@ def to_tinygrad(tree, device=None):
     sig = leaf_signature(x)
     t = leaf_to_tensor(x, sig, device).realize()
     return TinyKey(t, sig.dtype) if is_key_dtype(sig.dtype) else t
-  return jax.tree_util.tree_map(leaf, tree, is_leaf=_is_leaf)
+  with tinygrad_lock: return jax.tree_util.tree_map(leaf, tree, is_leaf=_is_leaf)
 
 
 class tiny:
@@ -111,6 +112,9 @@ class tiny:
 
   def __call__(self, *args, **kwargs):
     if self._partial is not None: return tiny(args[0], **self._partial)
+    with tinygrad_lock: return self._call(args, kwargs)
+
+  def _call(self, args, kwargs):
     device = self.device or Device.DEFAULT
     key, leaves, sigs, trace = self._signature_of(args, kwargs, device)
     program = self.programs.get(key)
@@ -124,15 +128,19 @@ class tiny:
   def report(self, *args, **kwargs) -> str:
     """Before running anything: which primitives this call needs, whether each has a rule, and where it comes from."""
     from .coverage import report
+    with tinygrad_lock: return self._report(args, kwargs, report)
+
+  def _report(self, args, kwargs, report):
     _, _, _, trace = self._signature_of(args, kwargs, self.device or Device.DEFAULT)
     return report(trace()[0])
 
   def lower(self, *args, **kwargs) -> "Program":
     """The Program (ClosedJaxpr, constants, captured kernels) this call runs, built if needed."""
     device = self.device or Device.DEFAULT
-    key, *_ = self._signature_of(args, kwargs, device)
-    self(*args, **kwargs)
-    return self.programs[key]
+    with tinygrad_lock:
+      key, *_ = self._signature_of(args, kwargs, device)
+      self(*args, **kwargs)
+      return self.programs[key]
 
   def _signature_of(self, args, kwargs, device):
     """The cache key of a call, its flat leaves and their signatures, and a thunk that traces it."""

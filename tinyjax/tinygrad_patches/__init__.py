@@ -2,12 +2,14 @@
 
 `import tinyjax` calls install(); importing this package or its modules changes nothing by itself. install() first
 checks that the installed tinygrad still has every target (a RuntimeError naming those it lacks), then applies the
-patches once (a second call does nothing). installed() lists those applied. They are of three kinds:
+patches once (a second call does nothing). installed() lists those applied. They are of these kinds:
 
 - float rewrites (float_rules.py): tinygrad's symbolic rules written for index arithmetic decline on floats. These are
   process-wide, like tinygrad's rules themselves: any tinygrad code in the process gets XLA's float semantics.
 - renderer overrides (renderer.py): attributes set on the renderer instances of tinygrad's devices, never on classes.
 - transport: renderers pickle so that tinygrad's compile worker processes apply the same patches before compiling.
+- threads (diskcache.py): tinygrad's disk cache gets an sqlite connection per thread (tinygrad's is bound to the thread
+  that opened it). The rest of tinygrad's state is process-wide: tinyjax serializes its use with tinyjax.tinygrad_lock.
 
 TINYJAX_NO_TINYGRAD_PATCHES=1 (or `all`) turns every patch off: install() then leaves tinygrad untouched. A comma-separated
 list of MANIFEST names turns off just those (a patch that needs one turned off goes with it). Without them, results
@@ -28,7 +30,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import float_rules, renderer
+from . import diskcache, float_rules, renderer
 
 ENV = "TINYJAX_NO_TINYGRAD_PATCHES"
 TINYGRAD = "0.14.0"
@@ -132,6 +134,11 @@ MANIFEST: dict[str, Patch] = {p.name: p for p in [
         "__reduce_ex__ as an attribute of the renderer instance (pickle looks it up on the instance): the worker loads "
         "this package by path and rebuilds the renderer through install() and adopt()",
         renderer.find_workers, _renderers, ("devices",)),
+  Patch("diskcache-threads", "tinygrad.helpers.db_connection (the sqlite connection of tinygrad's disk cache)",
+        "one sqlite connection per process, bound to the thread that opened it: a first call (which compiles) from any "
+        "other thread raised sqlite3.ProgrammingError", "tests/test_threads.py::test_first_call_in_a_worker_thread",
+        "the module function swapped for one keeping a connection per thread (diskcache_get/put look it up by its global "
+        "name); threading.local, so a thread's connection closes with the thread", diskcache.find, diskcache.apply),
 ]}
 
 _active: list[str] = []
