@@ -12,6 +12,8 @@ from jax import lax
 
 from parity import FLOATS, INTS, arrays, shapes
 import test_shapes
+import tinyjax
+from tinyjax import tiny
 
 
 check = test_shapes.check   # parity.check (bf16 kernels no longer hit clang-19 bugs: see tinyjax/tinygrad_patches/renderer.py)
@@ -352,3 +354,25 @@ def test_generic_reduce_of_empty_axes_gives_inits():
   i = np.zeros((2, 0, 3), np.int32)
   check(lambda x, i: lax.reduce((x, i), (np.float32(7), np.int32(-1)), argmax_body, (1,)), x, i)
   check(lambda x, i: lax.reduce((x, i), (np.float32(7), np.int32(-1)), argmax_body, (0, 2)), x, i)
+
+
+SIGNED_ZERO = {
+  "max": lambda x: jnp.max(x, axis=-1), "min": lambda x: jnp.min(x, axis=-1), "sum": lambda x: jnp.sum(x, axis=-1),
+  "sum_all": jnp.sum, "sum_one": lambda x: jnp.sum(x[..., :1], axis=-1),   # over one element XLA keeps -0
+  "window_max": lambda x: lax.reduce_window(x, -jnp.inf, lax.max, (1, 2), (1, 1), "VALID"),
+  "window_min": lambda x: lax.reduce_window(x, jnp.inf, lax.min, (1, 2), (1, 1), "VALID"),
+  "window_sum": lambda x: lax.reduce_window(x, 0.0, lax.add, (1, 2), (1, 1), "VALID"),
+}
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", SIGNED_ZERO)
+def test_signed_zero_as_xla(name, dtype):
+  """XLA (CPU): max(-0, +0) = +0 and min(-0, +0) = -0 in either order; a sum of several -0 is +0 (issue 12: tinygrad's
+  order-dependent max/min and its sum gave the other sign). Rows: [-0, +0], [+0, -0], [-0, -0], [+0, +0]."""
+  x = np.array([[-0.0, 0.0], [0.0, -0.0], [-0.0, -0.0], [0.0, 0.0]], dtype=dtype)
+  fn = SIGNED_ZERO[name]
+  want, got = np.asarray(jax.jit(fn)(x)), tinyjax.to_numpy(tiny(fn)(x))
+  assert got.dtype == want.dtype and got.shape == want.shape
+  np.testing.assert_array_equal(np.signbit(got.astype(np.float32)), np.signbit(want.astype(np.float32)))
+  np.testing.assert_array_equal(got.astype(np.float32), want.astype(np.float32))

@@ -24,7 +24,7 @@ from tinygrad import Tensor, dtypes as tg
 from ..dtypes import EXPONENT_MASK, accumulator, same_width_uint, to_tiny
 from ..ops import register
 from .numerics import const, iota_along, is_bool, is_float, nan_where
-from .reductions import MONOID_REDUCTIONS, apply_body, fold, identity, monoid_applies, monoid_bodies
+from .reductions import MONOID_REDUCTIONS, apply_body, fold, identity, monoid_applies, monoid_bodies, signed_zero
 from .shapes import _interleave_zeros, pad
 
 
@@ -142,13 +142,14 @@ def _reduce_window(x, kind, window_dimensions, window_strides, padding, base_dil
     if is_bool(x): raise NotImplementedError(f"reduce_window {kind} over booleans")
     acc = accumulator(x.dtype)
     out = (win.sum(axes, dtype=acc) if kind == "sum" else win.prod(axes, dtype=acc)).cast(x.dtype)
-    return out if init is None else init + out if kind == "sum" else init * out
+    return (signed_zero(win, out, axes, kind) if kind == "sum" else out) if init is None else init + out if kind == "sum" else init * out
   if is_bool(x):
     either = kind in ("max", "or")
     out = win.any(axes) if either else win.all(axes)
     return out if init is None else out | init if either else out & init
   out = win.max(axes) if kind == "max" else win.min(axes)
-  if init is not None: out = out.maximum(init) if kind == "max" else out.minimum(init)
+  if init is None: out = signed_zero(win, out, axes, kind)
+  else: out = out.maximum(init) if kind == "max" else out.minimum(init)
   if not is_float(x): return out
   nan = _isnan(win).any(axes)
   return nan_where(nan if init is None else nan | _isnan(init), out)

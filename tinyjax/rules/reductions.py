@@ -19,7 +19,7 @@ from tinygrad import Tensor, dtypes as tg
 
 from ..dtypes import accumulator, same_width_uint, to_tiny
 from ..ops import RULES, register
-from .numerics import bits, const, iota_along, is_bool, is_float, is_unsigned, jdtype, nan_where, wrap_int
+from .numerics import bits, const, fabs, iota_along, is_bool, is_float, is_unsigned, jdtype, nan_where, signbit, wrap_int
 
 
 # ---- the monoids -----------------------------------------------------------------------------------------------
@@ -102,8 +102,22 @@ def _reduce(x, axes, kind, reduce_fn):
 
 # ---- reductions over axes --------------------------------------------------------------------------------------
 
+def signed_zero(x, out, axes, kind):
+  """XLA's sign of a zero result, where tinygrad's depends on the order of the elements: max(-0, +0) is +0 and
+  min(-0, +0) is -0 whichever comes first; a sum of two or more elements, all -0, is +0 (XLA's CPU reduce adds from
+  +0; over one element it is a reshape and keeps -0). `out` is the reduction of x over axes (not kept)."""
+  if not is_float(x) or math.prod(x.shape[a] for a in axes) < 2: return out
+  if kind == "sum": return out.eq(0).where(fabs(out), out)
+  zero = x.eq(0)
+  want_neg = (zero & signbit(x)).any(axes) if kind == "min" else ~(zero & ~signbit(x)).any(axes)
+  return out.eq(0).where(want_neg.where(-fabs(out), fabs(out)), out)
+
+
+def _signed(kind, fn): return lambda x, axes: signed_zero(x, fn(x, axes), axes, kind)
+
+
 @register(P.reduce_sum_p)
-def reduce_sum(x, *, axes, out_sharding=None): return _reduce(x, axes, "sum", _sum)
+def reduce_sum(x, *, axes, out_sharding=None): return _reduce(x, axes, "sum", _signed("sum", _sum))
 
 
 @register(P.reduce_prod_p)
@@ -111,11 +125,11 @@ def reduce_prod(x, *, axes, out_sharding=None): return _reduce(x, axes, "prod", 
 
 
 @register(P.reduce_max_p)
-def reduce_max(x, *, axes, out_sharding=None): return _reduce(x, axes, "max", _max)
+def reduce_max(x, *, axes, out_sharding=None): return _reduce(x, axes, "max", _signed("max", _max))
 
 
 @register(P.reduce_min_p)
-def reduce_min(x, *, axes, out_sharding=None): return _reduce(x, axes, "min", _min)
+def reduce_min(x, *, axes, out_sharding=None): return _reduce(x, axes, "min", _signed("min", _min))
 
 
 @register(P.reduce_and_p)
