@@ -304,3 +304,55 @@ def test_log1p_without_the_patches():
             "print(tinyjax.tiny(lambda x: (jnp.log1p(x), jnp.arcsinh(x), jnp.expm1(x)))(np.float32([1e-7, 3e-5]))[0].numpy().tolist())",
             **{tp.ENV: "1"})
   np.testing.assert_array_less(ulps(json.loads(out.splitlines()[-1]), np.log1p(np.float32([1e-7, 3e-5]).astype(np.float64))), 2)
+
+
+# ---- CPU kernels calling library functions far away ------------------------------------------------------------
+
+FAR_SOURCE = """
+import ctypes, mmap
+libc = ctypes.CDLL(None)
+libc.mmap.restype, libc.mmap.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+# 3 GiB of address space (no memory) below what is mapped now: later mmaps, kernels' code among them, land past it,
+# over 2 GiB from libm, as in a long-running process
+libc.mmap(None, 3 << 30, 0, mmap.MAP_PRIVATE | mmap.MAP_ANON | 0x4000, -1, 0)
+import numpy as np, jax.numpy as jnp
+from tinyjax import tiny
+from tinyjax.rules import indexing
+indexing.SCATTER_PATH = "sorted"   # (CI: test_at_update_dtypes[sorted-float16])
+x, i, v = (np.arange(20) % 7).astype(np.float16).reshape(4, 5), np.array([3, 0, 3, 1], np.int32), (np.arange(4) % 3).astype(np.float16)
+f = lambda x, i, v: x.at[i, i].max(v)   # clang calls libm's fmaxf
+for g, w in zip(tiny(f, device="CPU")(x, i, v), f(jnp.asarray(x), i, v)): np.testing.assert_array_equal(g.numpy(), np.asarray(w))
+print("ok")
+"""
+
+
+def test_cpu_kernels_call_far_library_functions():
+  """On x86-64 clang compiles a float max/min into a call of libm's fmaxf/fminf, a rel32 that tinygrad's ELF loader
+  wrote without a range check: with the kernel mapped over 2 GiB from libm the call jumped to a wild address (segfault;
+  seen intermittently in long xdist workers). The stub the patch adds reaches any address."""
+  if Device.DEFAULT != "CPU" or os.uname().machine not in ("x86_64", "AMD64"): pytest.skip("x86-64 CPU device only")
+  assert run(FAR_SOURCE).strip().endswith("ok")
+
+
+def test_far_call_loader_uses_a_stub_only_out_of_reach(tmp_path):
+  """The patched loader returns tinygrad's image where every call fits a rel32; out of reach, the call lands on a
+  `jmp *0(%rip)` stub in the image holding the callee's address."""
+  import ctypes, ctypes.util, shutil, struct
+  from tinygrad.runtime.autogen import libc
+  from tinygrad.runtime.support import elf
+  from tinyjax.tinygrad_patches import loader
+  cc = shutil.which(os.environ.get("CC", "clang"))
+  if cc is None or os.uname().machine != "x86_64": pytest.skip("needs clang and x86-64")
+  (src := tmp_path / "k.c").write_text("float fmaxf(float, float); float k(float a, float b) { return fmaxf(a, b) + 1.0f; }")
+  subprocess.run([cc, "-c", "-O2", "-fPIC", "-ffreestanding", "-fno-math-errno", "-nostdlib", "-o", str(tmp_path / "k.o"), str(src)], check=True)
+  obj, libm = (tmp_path / "k.o").read_bytes(), ctypes.CDLL(ctypes.util.find_library("m"))
+  _, _, relocs = elf.elf_loader(obj, link_libs=[libm])
+  fmaxf = elf.link_sym("fmaxf", [libm])
+  (ploc, _, rtype, addend), = [r for r in relocs if r[1] == fmaxf]
+  assert rtype == libc.R_X86_64_PLT32
+  patched = loader.make_loader(elf.elf_loader, elf.jit_loader, libc.R_X86_64_PLT32, libc.R_X86_64_PC32)
+  near = fmaxf - (1 << 30)
+  assert patched(obj, base=near, link_libs=[libm]) == elf.jit_loader(obj, base=near, link_libs=[libm])
+  image = patched(obj, base=fmaxf - (3 << 30), link_libs=[libm])
+  stub = ploc - addend + struct.unpack("<i", image[ploc:ploc + 4])[0]   # the call's target: next instruction + rel32
+  assert image[stub:stub + 6] == loader.JMP_RIP and struct.unpack("<Q", image[stub + 6:stub + 14])[0] == fmaxf

@@ -23,6 +23,8 @@ differ from jax.jit wherever tinygrad's own semantics differ from XLA's, silentl
   kernels may fail to link or crash clang-19 (__truncsfbf2, "Cannot select ... v32bf16"); unsigned -> float
   conversions next to each other can be miscompiled by clang's SLP vectorizer (int8 -1 -> uint32 -> float32 gives 255);
 - kernels compiled in tinygrad's worker processes would get tinygrad's rules even with the patches on in this process.
+- on an x86-64 CPU device, a kernel calling libm (fmaxf/fminf: float scatter-max/min) segfaults once the process holds
+  enough mappings that the kernel lands over 2 GiB from libm (tinygrad's loader writes the call's rel32 unchecked).
 Integer results, PRNG bits and shapes are unaffected. Rules that keep their compensation without help (log1p, expm1,
 asinh) are written not to depend on these patches.
 """
@@ -30,7 +32,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import diskcache, float_rules, renderer
+from . import diskcache, float_rules, loader, renderer
 
 ENV = "TINYJAX_NO_TINYGRAD_PATCHES"
 TINYGRAD = "0.14.0"
@@ -139,6 +141,14 @@ MANIFEST: dict[str, Patch] = {p.name: p for p in [
         "other thread raised sqlite3.ProgrammingError", "tests/test_threads.py::test_first_call_in_a_worker_thread",
         "the module function swapped for one keeping a connection per thread (diskcache_get/put look it up by its global "
         "name); threading.local, so a thread's connection closes with the thread", diskcache.find, diskcache.apply),
+  Patch("cpu-far-calls", "tinygrad.runtime.ops_cpu.jit_loader (tinygrad.runtime.support.elf.jit_loader, as CPUProgram loads kernels)",
+        "on x86-64 a kernel's call of fmaxf/fminf (clang's float max/min, e.g. float16 scatter-max) is a rel32 written without a range "
+        "check: in a process holding a few GiB of mappings (a long xdist worker) a new kernel lands over 2 GiB from libm and "
+        "the call jumps to a wild address (intermittent segfault in a freshly captured kernel, reproduced for CI's lost "
+        "worker in test_at_update_dtypes[sorted-float16]); such calls go through a stub, as tinygrad does on AArch64",
+        f"{PATCHES}::test_cpu_kernels_call_far_library_functions",
+        "the module global swapped for a loader that appends a `jmp *0(%rip)` stub per out-of-reach callee and otherwise "
+        "returns tinygrad's own result (CPUProgram._load calls jit_loader by its global name)", loader.find, loader.apply),
 ]}
 
 _active: list[str] = []
