@@ -576,17 +576,20 @@ def test_philox_known_answers():
       np.testing.assert_array_equal(np.array([tinyjax.to_numpy(w) for w in p2(np.uint32(key), ctr)]), want)
 
 
-@pytestmark_philox
-def test_philox_million_is_a_few_kernels():
+def assert_million_draws_are_a_few_kernels(key):
+  """A million bits or uniforms from this key replay in at most 4 kernels (the hash fused with its consumer, copies)."""
   from tinygrad import GlobalCounters
-  key = jax.random.key(9, impl="philox4x32")
   for f in (lambda k: jax.random.bits(k, (1000, 1000), jnp.uint8), lambda k: jax.random.uniform(k, (1000, 1000))):
     g = tiny(f)
     g(key)
     GlobalCounters.reset()
     got = g(key)
-    assert GlobalCounters.kernel_count <= 4, GlobalCounters.kernel_count   # the hash fused with its consumer, copies
+    assert GlobalCounters.kernel_count <= 4, GlobalCounters.kernel_count
     assert_same(got, jax.jit(f)(key))
+
+
+@pytestmark_philox
+def test_philox_million_is_a_few_kernels(): assert_million_draws_are_a_few_kernels(jax.random.key(9, impl="philox4x32"))
 
 
 # ---- the threefry4x32 impl (threefry4x32_p) ---------------------------------------------------------------------
@@ -684,15 +687,7 @@ def test_threefry4x32_primitive_direct_and_known_answers():
 
 
 @pytestmark_fry4
-def test_threefry4x32_million_is_a_few_kernels():
-  from tinygrad import GlobalCounters
-  for f in (lambda k: jax.random.bits(k, (1000, 1000), jnp.uint8), lambda k: jax.random.uniform(k, (1000, 1000))):
-    g = tiny(f)
-    g(FRY4)
-    GlobalCounters.reset()
-    got = g(FRY4)
-    assert GlobalCounters.kernel_count <= 4, GlobalCounters.kernel_count   # the hash fused with its consumer, copies
-    assert_same(got, jax.jit(f)(FRY4))
+def test_threefry4x32_million_is_a_few_kernels(): assert_million_draws_are_a_few_kernels(FRY4)
 
 
 # ---- mulhi (lax.mulhi: the high half of an integer product) ------------------------------------------------------
