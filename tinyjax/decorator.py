@@ -128,11 +128,8 @@ class tiny:
   def report(self, *args, **kwargs) -> str:
     """Before running anything: which primitives this call needs, whether each has a rule, and where it comes from."""
     from .coverage import report
-    with tinygrad_lock: return self._report(args, kwargs, report)
-
-  def _report(self, args, kwargs, report):
     _, _, _, trace = self._signature_of(args, kwargs, self.device or Device.DEFAULT)
-    return report(trace()[0])
+    return report(trace()[0])   # (JAX's tracing alone: no tinygrad state, so no tinygrad_lock)
 
   def lower(self, *args, **kwargs) -> "Program":
     """The Program (ClosedJaxpr, constants, captured kernels) this call runs, built if needed."""
