@@ -50,12 +50,16 @@ ENTRIES = st.one_of(st.just(0.0), st.tuples(st.floats(2.0 ** -10, 1, width=32), 
 
 @st.composite
 def square(draw, kind="dominant", sides=SIDES, dtype=np.float32):
-  """A batch of well-conditioned n x n matrices: X + n I (diagonally dominant) or X X^T + n I (positive definite)."""
+  """A batch of n x n matrices: X + n I (diagonally dominant), X X^T + n I (positive definite), X + X^T, X itself
+  ("plain"), or X plus a fixed dense pattern ("generic"): the Householder reductions are discontinuous where a column
+  cancels to zero in exact arithmetic (LAPACK reflects its rounding noise, we may get an exact 0), so their parity is
+  only defined on matrices away from such cancellations; their exact-zero columns have a test of their own."""
   n, batch = draw(st.sampled_from(sides)), draw(st.sampled_from(BATCHES))
   x = draw(hnp.arrays(dtype, batch + (n, n), elements=ENTRIES))
   eye = np.eye(n, dtype=dtype)
   if kind == "spd": return x @ np.swapaxes(x, -1, -2) + n * eye
   if kind == "sym": return x + np.swapaxes(x, -1, -2)
+  if kind == "generic": return x + (0.1 * np.sin(1.0 + np.arange(n * n))).reshape(n, n).astype(dtype)
   return x + n * eye if kind == "dominant" else x
 
 
@@ -342,13 +346,13 @@ def _hessenberg(a):
 def _sytrd(a): return lax.linalg.tridiagonal(a, lower=True), lax.linalg.tridiagonal(a, lower=False)
 
 
-@given(square("plain"))
+@given(square("generic"))
 def test_hessenberg(a):
   """gehrd's packed output (reflectors below the subdiagonal) and taus with LAPACK's signs; scipy's H and Q."""
   check(_hessenberg, a)
 
 
-@given(square("plain", sides=[1, 3, 4]))
+@given(square("generic", sides=[1, 3, 4]))
 def test_tridiagonal(a):
   """sytrd on a non-symmetric matrix: only the named triangle is read, the other one comes back as it was."""
   check(_sytrd, a)
