@@ -1,50 +1,48 @@
 """What the capture/replay protocol (tinyjax/capture.py) costs per call: the figures issue 9 asked to keep.
 
-    DEV=CPU python3 benchmarks/capture_overhead.py [--calls 2000] [--reps 5]
+    python -m benchmarks --only dispatch,while_loop,"scan rnn"
 
-- a cached call of a one-kernel function (x*2+1 on 1,024 float32): median µs of `--calls` calls (the program's replay);
-- a 300-iteration lax.while_loop of a 64x64 matmul + tanh: median ms a call (one captured iteration, replayed 300 times);
-- a lax.scan of 200 steps of a 16-unit tanh RNN: median ms a call (one captured step, replayed 200 times).
-The first call (trace, capture) is left out of each; the loop results are read back each call.
+- dispatch: a cached call of a one-kernel function (x*2+1 on 1,024 float32) on a tinygrad Tensor (the program's
+  replay alone); dispatch-numpy: the same on a numpy array (the copy to the device included); the hand-written
+  tinygrad is a TinyJit of the same;
+- a 300-iteration lax.while_loop of a 64x64 matmul + tanh (one captured iteration, replayed 300 times);
+- a lax.scan of 200 steps of a 16-unit tanh RNN (one captured step, replayed 200 times).
 """
-import argparse
-import time
-
+import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
-from tinygrad import Tensor
+from tinygrad import Tensor, TinyJit
 
 from tinyjax import tiny
 
-
-def median_s(fn, reps):
-  fn()   # trace and capture
-  times = []
-  for _ in range(reps):
-    t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
-  return float(np.median(times))
+from .common import Case, normal, rng
 
 
-def main():
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--calls", type=int, default=2000)
-  parser.add_argument("--reps", type=int, default=5)
-  args = parser.parse_args()
-  rng = np.random.default_rng(0)
+def _dispatch(numpy_input):
+  def f(x): return x * 2 + 1
+  x = normal(rng(), 1024)
+  xt = Tensor(x).realize()
+  tiny_f, jax_f, hand = tiny(f), jax.jit(f), TinyJit(lambda x: (x * 2 + 1).realize())
+  if numpy_input: return Case(lambda: tiny_f(x), lambda: jax_f(x), lambda: hand(Tensor(x)))
+  xj = jax.device_put(x)
+  return Case(lambda: tiny_f(xt), lambda: jax_f(xj), lambda: hand(xt))
 
-  one_kernel, x = tiny(lambda x: x * 2 + 1), Tensor(rng.normal(size=1024).astype(np.float32)).realize()
-  print(f"one-kernel cached call: {median_s(lambda: one_kernel(x), args.calls) * 1e6:.1f} µs")
 
-  def loop(m): return lax.while_loop(lambda c: c[0] < 300, lambda c: (c[0] + 1, jnp.tanh(c[1] @ c[1] * 0.01)), (0, m))[1]
-  while_fn, m = tiny(loop), rng.normal(size=(64, 64)).astype(np.float32)
-  print(f"while 300 x (64x64 matmul + tanh): {median_s(lambda: while_fn(m).numpy(), args.reps) * 1e3:.1f} ms")
+def dispatch(quick): return _dispatch(numpy_input=False)
+def dispatch_numpy(quick): return _dispatch(numpy_input=True)
 
+
+def while_matmul(quick):
+  n = 100 if quick else 300
+  def loop(m): return lax.while_loop(lambda c: c[0] < n, lambda c: (c[0] + 1, jnp.tanh(c[1] @ c[1] * 0.01)), (0, m))[1]
+  m = normal(rng(), 64, 64)
+  tiny_f, jax_f = tiny(loop), jax.jit(loop)
+  return Case(lambda: tiny_f(m), lambda: jax_f(m), size=f"{n} iterations")
+
+
+def scan_rnn(quick):
   def rnn(w, h0, xs): return lax.scan(lambda h, x: (jnp.tanh(h @ w + x), h.sum()), h0, xs)
-  scan_fn = tiny(rnn)
-  w, h0, xs = (rng.normal(size=s).astype(np.float32) * 0.3 for s in ((16, 16), (16,), (200, 16)))
-  print(f"scan 200 steps (16-unit tanh RNN): {median_s(lambda: scan_fn(w, h0, xs)[0].numpy(), args.reps) * 1e3:.1f} ms")
-
-
-if __name__ == "__main__":
-  main()
+  r = rng()
+  w, h0, xs = (normal(r, *s, scale=0.3) for s in ((16, 16), (16,), (100 if quick else 200, 16)))
+  tiny_f, jax_f = tiny(rnn), jax.jit(rnn)
+  return Case(lambda: tiny_f(w, h0, xs), lambda: jax_f(w, h0, xs), size=f"{len(xs)} steps")
