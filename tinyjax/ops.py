@@ -9,7 +9,7 @@ What else is known about a primitive is a flag on its Rule, read by the interpre
 table:
   note        what is partial about the rule (shown in the README's coverage table)
   host_sync   evaluating it reads values on the host (it runs a while loop, a callback): a program holding it is
-              re-interpreted per call instead of being captured whole. A bool, or a predicate of the equation where
+              captured in stages around it (program.Stages) instead of whole. A bool, or a predicate of the equation where
               it depends on the params (a scan steps on the host only past a length)
   moves_keys  a data-movement rule that typed PRNG keys pass through: the interpreter applies it to each uint32
               component of the key data (see keys.py)
@@ -43,7 +43,7 @@ def register(*primitives, note: str | None = None, host_sync: "bool | Callable" 
   """Decorator: `@register(P.add_p)` makes the function the rule for that primitive (None, a primitive this JAX
   version lacks, is skipped). A primitive registered twice is a bug, caught at import."""
   def wrap(fn):
-    for p in primitives:
+    for p in dict.fromkeys(primitives):   # (one primitive under two names in some JAX versions: registered once)
       if p is None: continue
       if p in RULES: raise RuntimeError(f"tinyjax: '{p.name}' registered twice ({RULES[p].fn.__module__} and {fn.__module__})")
       RULES[p] = Rule(p, fn, note, host_sync, moves_keys, with_avals)

@@ -6,6 +6,7 @@ The params these rules do not use steer JAX's lowering, differentiation or shard
 JAX adds is an error naming the primitive rather than silently ignored.
 """
 import numpy as np
+from jax.extend import core as jcore
 from jax.extend.core import primitives as P
 
 from ..interpreter import eval_closed_jaxpr, eval_jaxpr
@@ -21,17 +22,16 @@ def jit(*args, jaxpr, in_shardings=None, out_shardings=None, in_layouts=None, ou
   return eval_closed_jaxpr(jaxpr, *args)
 
 
-@register(P.closed_call_p)
-def closed_call(*args, call_jaxpr, name=None): return eval_closed_jaxpr(call_jaxpr, *args)
-
-
-@register(P.call_p)
-def call(*args, call_jaxpr, name=None): return eval_jaxpr(call_jaxpr, [], *args)   # an open Jaxpr: no consts
+@register(P.closed_call_p, P.call_p)   # (one primitive, 'eval_jaxpr', from jax 0.11)
+def call(*args, call_jaxpr, name=None):
+  """closed_call (a ClosedJaxpr) and call (an open Jaxpr: no consts)."""
+  if isinstance(call_jaxpr, jcore.ClosedJaxpr): return eval_closed_jaxpr(call_jaxpr, *args)
+  return eval_jaxpr(call_jaxpr, [], *args)
 
 
 @register(primitive("composite_p"))
-def composite(*args, jaxpr, name=None, attributes=None, version=None):
-  return eval_closed_jaxpr(jaxpr, *args)   # lax.composite: its decomposition
+def composite(*args, jaxpr=None, call_jaxpr=None, name=None, attributes=None, version=None):
+  return eval_closed_jaxpr(jaxpr or call_jaxpr, *args)   # lax.composite: its decomposition (call_jaxpr from jax 0.11)
 
 
 @register(P.remat_p)   # named remat2 in Jaxprs: jax.checkpoint
