@@ -31,7 +31,6 @@ from . import WORKLOADS, Skip
 
 COLUMNS = ["workload", "tiny", "hand-written tinygrad", "jax.jit", "tiny/jax", "tiny/tinygrad", "kernels",
            "first call tiny", "first call jax"]
-START, END = "<!-- speed-table:start -->", "<!-- speed-table:end -->"
 RTOL = ATOL = 1e-3
 
 
@@ -148,10 +147,19 @@ def caption(device, args, elapsed):
           f"jax {jax.__version__} on {jax.default_backend()}; `{command}` took {elapsed:.0f} s")
 
 
-def write(path, text):
+def markers(device): return f"<!-- speed-table:{device}:start -->", f"<!-- speed-table:{device}:end -->"
+
+
+def write(path, device, text):
+  """Replaces the device's table in FILE (between its markers; a new pair goes after the last table's end)."""
   with open(path) as f: old = f.read()
-  if START not in old or END not in old: sys.exit(f"{path} has no {START} ... {END} markers to replace between")
-  new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{text}\n{END}", old, count=1, flags=re.S)
+  start, end = markers(device)
+  if start not in old:
+    last = old.rfind(":end -->")
+    if last < 0 or "speed-table" not in old[old.rfind("<!--", 0, last):last]: sys.exit(f"{path} has no speed-table markers")
+    cut = last + len(":end -->")
+    old = old[:cut] + f"\n\n{start}\n{end}" + old[cut:]
+  new = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{text}\n{end}", old, count=1, flags=re.S)
   with open(path, "w") as f: f.write(new)
 
 
@@ -165,8 +173,8 @@ def main(argv=None):
   parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer calls: a few minutes on a 2-core CPU")
   parser.add_argument("--repeat", type=int, help="timed calls per measurement (default: as many as fit in about "
                       "10 s, 1 s with --quick, between 3 and 50)")
-  parser.add_argument("--write", metavar="FILE", help=f"replace the text between {START} and {END} in FILE "
-                      "by the tables")
+  parser.add_argument("--write", metavar="FILE", help="replace each device's table in FILE, between the markers "
+                      "<!-- speed-table:DEVICE:start --> and <!-- speed-table:DEVICE:end -->")
   parser.add_argument("--list", action="store_true", help="print the workloads' names and exit")
   args = parser.parse_args(argv)
   split = lambda values: [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
@@ -175,7 +183,6 @@ def main(argv=None):
   if args.list or not workloads:
     print("\n".join(w.name for w in WORKLOADS) if args.list else f"no workload matches {only}"); return
   budget = 1.0 if args.quick else 10.0
-  sections = []
   for device in split(args.device) or [Device.DEFAULT]:
     start, rows = time.perf_counter(), []
     with Context(DEV=device):
@@ -185,9 +192,9 @@ def main(argv=None):
         t0 = time.perf_counter()
         rows.append(run(w, args.quick, args.repeat, budget))
         print(f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-    sections.append(caption(device, args, time.perf_counter() - start) + "\n\n" + table(rows))
-    print("\n" + sections[-1], flush=True)
-  if args.write: write(args.write, "\n\n".join(sections))
+    section = caption(device, args, time.perf_counter() - start) + "\n\n" + table(rows)
+    print("\n" + section, flush=True)
+    if args.write: write(args.write, device.split(":")[0], section)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ the lazy mode, devices, and errors that name the primitive and the user's line."
 import dataclasses
 import os
 import shutil
+import weakref
 
 import flax
 import jax
@@ -10,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from tinygrad import Device, Tensor
+from tinygrad.helpers import GlobalCounters
+from tinygrad.uop.ops import Ops
 
 from parity import assert_same, check
 import tinyjax
@@ -92,6 +95,39 @@ def test_outputs_of_call_n_survive_call_n_plus_1():
     assert total.numpy() == 3 * i
 
 
+def test_dropped_outputs_are_recycled_and_held_ones_keep_their_values():
+  """A call writes into an earlier call's output buffers once nothing holds them (a fresh buffer costs more than
+  replaying a small program); an output held directly, through a lazy graph built on it, or through its Buffer keeps
+  its value. A weak reference does not hold an output: it sees the recycled tensor."""
+  f = tiny(lambda x: x * 2)
+  held = f(np.full(4, 2, np.float32))
+  lazy = f(np.full(4, 3, np.float32)) + 0
+  buffer = f(np.full(4, 4, np.float32)).uop.buffer
+  dropped = weakref.ref(f(np.full(4, 1, np.float32)))
+  later = [f(np.full(4, 10 + i, np.float32)) for i in range(8)]
+  assert any(out is dropped() for out in later)
+  np.testing.assert_array_equal(held.numpy(), np.full(4, 4, np.float32))
+  np.testing.assert_array_equal(lazy.numpy(), np.full(4, 6, np.float32))
+  np.testing.assert_array_equal(buffer.numpy(), np.full(4, 8, np.float32))
+  for i, out in enumerate(later): np.testing.assert_array_equal(out.numpy(), np.full(4, 20 + 2 * i, np.float32))
+
+
+def test_replay_launches_the_captured_kernels_itself():
+  """A cached call launches the capture's kernels directly (capture.Replay), counting them as tinygrad does; a
+  capture batched into a device graph (CUDA) is replayed by tinygrad as the one graph launch."""
+  f = tiny(lambda x, w: jnp.tanh(x @ w).sum(0) + jnp.sort(x, axis=0)[0])
+  rng = np.random.default_rng(0)
+  x, w = (Tensor(rng.normal(size=(16, 16)).astype(np.float32)).realize() for _ in range(2))
+  f(x, w)
+  (program,) = f.programs.values()
+  (replay,) = program.captured.replays.values()
+  graphs = [c for c in replay.captured.linear.src if c.src[0].op is Ops.CUSTOM_FUNCTION and c.src[0].arg == "graph"]
+  assert (replay.launches is None) == bool(graphs)
+  before = GlobalCounters.kernel_count
+  np.testing.assert_allclose(f(x, w).numpy(), np.asarray(jax.jit(f.fun)(x.numpy(), w.numpy())), rtol=1e-5, atol=1e-5)
+  if not graphs: assert GlobalCounters.kernel_count - before == replay.kernel_count == len(replay.launches) > 1
+
+
 def test_training_loop_feeds_outputs_back():
   @tiny
   def step(w, x):
@@ -137,6 +173,7 @@ def test_lazy_mode_returns_unrealized_graph():
 
 
 @pytest.mark.skipif(shutil.which(os.environ.get("CC", "clang")) is None, reason="the CPU device needs clang")
+@pytest.mark.skipif(shutil.which(os.environ.get("CC", "clang")) is None, reason="tinygrad's CPU device needs a C compiler")
 def test_explicit_device():
   f = tiny(lambda x: x + 1, device="CPU")
   out = f(Tensor(np.ones(2, np.float32), device=Device.DEFAULT))

@@ -13,9 +13,8 @@ from jax._src import config
 import numpy as np
 from tinygrad import Device, Tensor
 
-from .capture import tinygrad_lock
-from .dtypes import is_key_dtype, tensor_to_numpy, to_jax, to_tiny
-from .interpreter import numpy_to_tensor
+from .capture import numpy_to_tensor, tensor_to_numpy, tinygrad_lock
+from .dtypes import is_key_dtype, to_jax, to_tiny
 from .program import Program
 
 
@@ -29,7 +28,7 @@ class TinyKey:
   @property
   def shape(self): return self.data.shape[:len(self.data.shape) - len(self.dtype._impl.key_shape)]
 
-  def to_jax(self): return jax.random.wrap_key_data(self.data.numpy(), impl=self.dtype._impl)
+  def to_jax(self): return jax.random.wrap_key_data(tensor_to_numpy(self.data), impl=self.dtype._impl)
 
 
 def _is_leaf(x): return isinstance(x, TinyKey)
@@ -56,15 +55,16 @@ def leaf_signature(x) -> Leaf:
                   f"jax or numpy arrays, or Python scalars (mark other arguments static with static_argnums/static_argnames)")
 
 
-def leaf_to_tensor(x, sig: Leaf, device) -> Tensor:
-  """The leaf as a realized buffer on the device, with the dtype JAX traced it with."""
+def leaf_to_tensor(x, sig: Leaf, device, into: Tensor | None = None) -> Tensor:
+  """The leaf as a realized buffer on the device, with the dtype JAX traced it with; host data (numpy, jax arrays,
+  scalars) is copied into `into` where given (a buffer of its physical shape and dtype)."""
   if isinstance(x, TinyKey): x = x.data
   if isinstance(x, Tensor):
     t = x if x.device == device else x.to(device)
     if t.dtype != (want := to_tiny(sig.dtype)): t = t.cast(want)   # e.g. float64 data while x64 is off
     return t.clone() if t.uop.is_virtual else t
   if isinstance(x, jax.Array) and is_key_dtype(x.dtype): x = jax.random.key_data(x)
-  return numpy_to_tensor(np.asarray(x, dtype=None if is_key_dtype(sig.dtype) else sig.dtype), device)
+  return numpy_to_tensor(np.asarray(x, dtype=None if is_key_dtype(sig.dtype) else sig.dtype), device, into)
 
 
 def to_numpy(tree):
@@ -121,7 +121,8 @@ class tiny:
     if program is None:
       self.trace_count += 1   # programs built; report() traces without counting
       program = self.programs[key] = Program(*trace(), device, self.jit)
-    outs = program([leaf_to_tensor(x, s, device) for x, s in zip(leaves, sigs)])
+    into = program.host_inputs.take() if any(not isinstance(x, (Tensor, TinyKey)) for x in leaves) else [None] * len(leaves)
+    outs = program([leaf_to_tensor(x, s, device, b) for x, s, b in zip(leaves, sigs, into)])
     outs = [TinyKey(o, aval.dtype) if is_key_dtype(aval.dtype) else o for o, aval in zip(outs, program.out_avals)]
     return jax.tree_util.tree_unflatten(program.out_tree, outs)
 

@@ -1,5 +1,5 @@
 """Every dtype table, written once: JAX (numpy) dtypes to tinygrad's and back, the integer of a dtype's width, the
-float formats' constants, the accumulator of half-precision floats, and a tensor's value on the host."""
+float formats' constants, and the accumulator of half-precision floats."""
 import jax
 import numpy as np
 from tinygrad import dtypes as tg
@@ -64,10 +64,3 @@ HALF_FLOATS = (tg.float16, tg.bfloat16)
 def accumulator(dtype):
   """What XLA (CPU/GPU) computes and accumulates a dtype in: float32 for float16/bfloat16, else the dtype itself."""
   return tg.float32 if dtype in HALF_FLOATS else dtype
-
-
-def tensor_to_numpy(t) -> np.ndarray:
-  """A tensor's value as numpy with JAX's dtype: tinygrad's .numpy() widens bfloat16 to float32, so bfloat16 comes
-  through its uint16 bits."""
-  if t.dtype == tg.bfloat16: return t.bitcast(tg.uint16).numpy().view(jax.numpy.bfloat16)
-  return t.numpy()

@@ -60,7 +60,7 @@ def kernels(fn, *args, **kwargs) -> Kernels:
   if not program.use_jit: raise ValueError("tinyjax.kernels: tiny(f, jit=False) captures no kernels; use jit=True")
   if program.host_sync:
     raise NotImplementedError("tinyjax.kernels: this program reads values on the host while it runs (a while_loop, a scan "
-                              "longer than 8 steps, or a host callback), so it is re-interpreted per call and has no single "
+                              "longer than 8 steps, or a host callback), so it runs in captured stages around those reads and has no single "
                               "kernel capture to export")
   _, leaves, sigs, _ = fn._signature_of(args, kwargs, program.device)
   jit = program.captured_for([leaf_to_tensor(x, s, program.device) for x, s in zip(leaves, sigs)])

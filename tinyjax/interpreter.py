@@ -5,29 +5,32 @@ import contextvars
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax._src import source_info_util
 from jax.extend import core as jcore
 from tinygrad import Tensor
 
-from .dtypes import is_key_dtype, to_tiny
+from .capture import numpy_to_tensor
+from .dtypes import is_key_dtype
 from .keys import apply_to_key_components, carries_keys
 from .ops import RULES, UNSUPPORTED
 from .rules.numerics import DEVICE, const
 
 
 def eval_jaxpr(jaxpr, consts, *args):
-  env = {}
+  env = dict(zip(jaxpr.constvars, consts))
+  env.update(zip(jaxpr.invars, args, strict=True))
+  return eval_equations(jaxpr.eqns, env, jaxpr.outvars)
+
+
+def eval_equations(eqns, env: dict, outvars) -> list:
+  """Evaluates equations on `env` (Var -> value), adding their results to it; returns the values of `outvars`."""
   def read(v): return literal(v) if isinstance(v, jcore.Literal) else env[v]
-  def write(v, val):
-    if not isinstance(v, jcore.DropVar): env[v] = val
-  for v, val in zip(jaxpr.constvars, consts): write(v, val)
-  for v, val in zip(jaxpr.invars, args, strict=True): write(v, val)
-  for eqn in jaxpr.eqns:
+  for eqn in eqns:
     outs = apply_rule(eqn, [read(v) for v in eqn.invars])
-    for v, val in zip(eqn.outvars, outs if eqn.primitive.multiple_results else [outs], strict=True): write(v, val)
-  return [read(v) for v in jaxpr.outvars]
+    for v, val in zip(eqn.outvars, outs if eqn.primitive.multiple_results else [outs], strict=True):
+      if not isinstance(v, jcore.DropVar): env[v] = val
+  return [read(v) for v in outvars]
 
 
 def eval_closed_jaxpr(closed, *args): return eval_jaxpr(closed.jaxpr, [const_tensor(c) for c in closed.consts], *args)
@@ -48,18 +51,6 @@ def const_tensor(value, dtype=None) -> Tensor:
   t = numpy_to_tensor(np.asarray(data, dtype=dtype), DEVICE.get())
   if cache is not None: cache[id(value)] = (value, t)
   return t
-
-
-def numpy_to_tensor(a: np.ndarray, device) -> Tensor:
-  """A numpy array as a device buffer. bfloat16 travels as its uint16 bits; a scalar as shape (1,) then reshaped,
-  since tinygrad folds a 0-d array into a constant, which TinyJit cannot take as an input; read-only memory (a jax
-  array's numpy view) is copied, since some devices' copy-in needs a writable host buffer."""
-  target = to_tiny(a.dtype)
-  raw = np.ascontiguousarray(a.view(np.uint16) if a.dtype == jnp.bfloat16 else a)
-  if not raw.flags.writeable: raw = raw.copy()
-  t = Tensor(raw.reshape(-1) if raw.size else raw, device=device)
-  if t.dtype != target: t = t.bitcast(target)
-  return t.reshape(a.shape)
 
 
 # ---- the program being evaluated, and walks over its Jaxpr -----------------------------------------------------
@@ -103,14 +94,19 @@ def collect_consts(closed):
 
 def needs_host_sync(closed) -> bool:
   """Whether evaluating this (Closed)Jaxpr reads values on the host (a while's trip count, a callback's arguments,
-  a long scan's step loop): then a program holding it cannot be captured whole, and a loop body holding it cannot
-  be captured once. Each rule says so for its own equations (Rule.host_sync: a flag, or a predicate of the
-  equation where it depends on the params)."""
-  jaxpr = closed.jaxpr if isinstance(closed, jcore.ClosedJaxpr) else closed
-  for eqn, _ in equations(jaxpr):
-    flag = rule.host_sync if (rule := RULES.get(eqn.primitive)) is not None else False
-    if flag(eqn) if callable(flag) else flag: return True
-  return False
+  a long scan's step loop): then a loop body holding it cannot be captured once, and a program holding it is
+  captured in stages around those reads (program.Stages)."""
+  return any(reads_host(eqn) for eqn in (closed.jaxpr if isinstance(closed, jcore.ClosedJaxpr) else closed).eqns)
+
+
+def reads_host(eqn) -> bool:
+  """Whether this equation, or one inside it, reads values on the host. Each rule says so for its own equations
+  (Rule.host_sync: a flag, or a predicate of the equation where it depends on the params)."""
+  def flagged(e):
+    flag = rule.host_sync if (rule := RULES.get(e.primitive)) is not None else False
+    return flag(e) if callable(flag) else flag
+  return flagged(eqn) or any(flagged(e) for sub in subjaxprs(eqn.params)
+                             for e, _ in equations(sub.jaxpr if isinstance(sub, jcore.ClosedJaxpr) else sub))
 
 
 def equations(jaxpr, enclosing=()):

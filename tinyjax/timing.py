@@ -18,6 +18,7 @@ import numpy as np
 from tinygrad import Device, Tensor
 
 from tinyjax import TinyKey
+from tinyjax.capture import tensor_to_numpy
 
 
 def wait(out, read=False):
@@ -29,7 +30,7 @@ def wait(out, read=False):
   if tensors:
     Tensor.realize(*tensors)   # a no-op for a replay's outputs; schedules the graph of a jit=False (lazy) result
     if read:
-      for t in tensors: t.numpy()
+      for t in tensors: tensor_to_numpy(t)   # (what tinyjax.to_numpy does)
     else:   # one synchronize per device, not per tensor (a sharded tensor's device is a tuple)
       devices = {d for t in tensors for d in (t.device if isinstance(t.device, tuple) else (t.device,))}
       for d in devices: Device[d].synchronize()

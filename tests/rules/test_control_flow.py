@@ -14,11 +14,14 @@ from tinyjax import tiny
 from tinyjax.rules import control_flow
 
 
-def check_eager(fn, *args, **kw):
-  """check() for programs with host syncs (while_loop): tiny(jit=False) until the decorator splits programs."""
+def check_host_reads(fn, *args, **kw):
+  """check() for programs that read the host (while_loop): lazily (jit=False) and captured in stages around the
+  reads (program.Stages), each called twice (the second call replays)."""
   want = jax.jit(fn)(*args)
-  got = tiny(fn, jit=False)(*args)
-  assert_same(got, want, **kw)
+  for f in (tiny(fn, jit=False), tiny(fn)):
+    for _ in range(2):
+      got = f(*args)
+      assert_same(got, want, **kw)
   return got
 
 
@@ -80,8 +83,8 @@ def test_while_with_consts_and_arrays():
   w = np.linspace(0.5, 1.5, 4).astype(np.float32)
   def f(x, limit):
     return lax.while_loop(lambda c: jnp.sum(c[0]) < limit, lambda c: (c[0] * w + 1, c[1] + 1), (x, 0))
-  check_eager(f, np.ones(4, np.float32), np.float32(100))
-  check_eager(f, np.ones(4, np.float32), np.float32(-1))   # zero iterations
+  check_host_reads(f, np.ones(4, np.float32), np.float32(100))
+  check_host_reads(f, np.ones(4, np.float32), np.float32(-1))   # zero iterations
 
 
 def test_while_rejection_sampling_carries_a_key():
@@ -91,13 +94,13 @@ def test_while_rejection_sampling_carries_a_key():
       k, sub = jax.random.split(k)
       return k, jax.random.uniform(sub), n + 1
     return lax.while_loop(lambda c: c[1] > 0.1, body, (k, 1.0, 0))
-  got = check_eager(f, jax.random.key(11))
+  got = check_host_reads(f, jax.random.key(11))
   assert int(got[2].item()) > 1   # the loop ran a data-dependent number of times
 
 
 def test_fori_loop_traced_bounds_is_a_while():
   f = lambda lo, hi, x: lax.fori_loop(lo, hi, lambda i, c: c * 2 + i, x)
-  check_eager(f, np.int32(2), np.int32(7), np.float32(1))
+  check_host_reads(f, np.int32(2), np.int32(7), np.float32(1))
 
 
 def test_while_runs_uncaptured_with_a_new_trip_count_each_call():
@@ -112,9 +115,29 @@ def test_cond_around_while_reads_index_on_host():
   # the untaken branch's loop would never end (x <= 0 doubles away from the bound): only the taken one may run
   def f(x):
     return lax.cond(x > 0, lambda x: lax.while_loop(lambda v: v < 100, lambda v: v * 2, x), lambda x: x - 1, x)
-  check_eager(f, np.float32(3))
-  check_eager(f, np.float32(-3))
+  check_host_reads(f, np.float32(3))
+  check_host_reads(f, np.float32(-3))
 
+
+
+def test_program_around_a_while_is_captured_in_stages():
+  """Only the while is evaluated per call; the work before and after it is captured and replayed. Outputs that no
+  captured stage makes (an input, a constant, a literal, the loop's own result) are copied, so each call's outputs
+  are fresh: earlier calls' outputs keep their values."""
+  def f(x, n):
+    y = jnp.tanh(x) * 2
+    k, z = lax.while_loop(lambda c: c[0] < n, lambda c: (c[0] + 1, c[1] * 0.5 + 1), (0, y))
+    return z.sum() + k, x, jnp.arange(3.0), 7, z, y
+  g, reference = tiny(f), jax.jit(f)
+  x = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+  first = g(x, 5)
+  for n in (5, 0, 9, 5):
+    assert_same(g(x * n, n), reference(x * n, n))
+  assert_same(first, reference(x, 5))
+  (program,) = g.programs.values()
+  assert [s.outputs is None for s in program.stages.stages] == [False, True, False]
+  assert program.stages.stages[1].eqns[0].primitive is P.while_p
+  assert g(x, 1)[1] is not g(x, 1)[1]
 
 
 def _while_captures(f):
@@ -257,7 +280,7 @@ def test_nested_scans_and_a_scan_in_a_while():
     c, ys = lax.scan(inner, x, jnp.arange(12.0))
     w = lax.while_loop(lambda v: v[0] < 50, lambda v: lax.scan(lambda a, _: (a + 1, a), v, None, length=12)[0], c)
     return c, ys, w
-  check_eager(f, jnp.ones(3))
+  check_host_reads(f, jnp.ones(3))
 
 
 # ---- what the loops keep -----------------------------------------------------------------------------------------

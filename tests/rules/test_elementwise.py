@@ -27,7 +27,7 @@ from tinygrad import Tensor, dtypes as tg
 
 from parity import FLOATS, INTS, SIGNED, UNSIGNED, arrays, assert_same, shapes
 from tinyjax import tiny
-from tinyjax.dtypes import tensor_to_numpy
+from tinyjax.capture import tensor_to_numpy
 
 F32, F16, BF16 = np.dtype(np.float32), np.dtype(np.float16), np.dtype(jnp.bfloat16)
 F64, I64, U64 = np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.uint64)

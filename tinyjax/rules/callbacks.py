@@ -6,16 +6,15 @@ callback receives (jax Arrays on the CPU device) and result conversion are JAX's
 program's device, checked against the declared shapes and dtypes.
 
 A callback must run on every call, with that call's values, so a program holding one cannot be replayed from a
-TinyJit capture: these primitives are registered with host_sync=True, and the decorator re-interprets such
-programs on each call (kernels stay compiled; the cost is scheduling). For the same reason a cond whose branch holds
+TinyJit capture: these primitives are registered with host_sync=True, and such programs run in stages (program.Stages):
+the equations between callbacks are captured and replayed, the callbacks run on each call. For the same reason a cond whose branch holds
 a callback reads its index on the host and runs only the taken branch, and a callback in a loop body runs once per
 iteration, in order.
 """
 import numpy as np
 from jax._src import callback as jax_callback, debugging
 
-from ..dtypes import tensor_to_numpy
-from ..interpreter import numpy_to_tensor
+from ..capture import numpy_to_tensor, tensor_to_numpy
 from ..ops import register
 from .control_flow import refuse_inside_jit_capture
 from .numerics import DEVICE

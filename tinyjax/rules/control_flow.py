@@ -7,31 +7,29 @@ tinygrad graphs are static, so:
   on the host and only the taken branch is evaluated (an untaken branch's loop might never end).
 - while needs its predicate on the host every iteration (a data-dependent trip count). One iteration — the body,
   then the predicate of the new carry — is captured once (a capture.CapturedStep kept in the program's state) and
-  replayed; after each replay one bool is read with `.item()`, and the carry ping-pongs between two sets of
-  buffers. The program around the loop cannot be captured whole (the captured call's trip count would be baked in:
-  a silently wrong answer), so the rule refuses to run while TinyJit is capturing; `interpreter.needs_host_sync`,
-  reading the rules' host_sync, lets the program decide that before capturing, and such programs are
-  re-interpreted per call (their kernels stay compiled). A body that itself reads the host (a nested while, a
-  callback) is evaluated afresh each iteration instead. Measured on the 2-core CPU: a 300-iteration loop of a 64x64
-  matmul + tanh takes 0.12 s a call (0.4 ms an iteration, benchmarks/capture_overhead.py; re-interpreting each
-  iteration took 11 s).
+  replayed; after each replay one bool is read (by the allocator's copy-out), and the carry ping-pongs between two
+  sets of buffers. The program around the loop cannot be captured whole (the captured call's trip count would be
+  baked in: a silently wrong answer), so the rule refuses to run while TinyJit is capturing;
+  `interpreter.needs_host_sync`, reading the rules' host_sync, lets the program decide that before capturing, and
+  such programs are captured in stages around the loop (program.Stages), the loop itself evaluated on each call.
+  A body that itself reads the host (a nested while, a callback) is evaluated afresh each iteration instead.
+  Costs: the runner's "while_loop of 64x64 matmul + tanh" row (python -m benchmarks).
 - scan has a static length. A short one (length <= UNROLL_MAX_LENGTH) is unrolled, one copy of the body per step,
   into the surrounding graph, which the program's capture then replays whole. A longer one runs its body as kernels
   captured once (a capture.CapturedStep kept in the program's state) and replayed once per step, with the step
   index a bound Variable: each replay reads row i of xs and writes row i of the ys buffers by symbolic shrinks, and
   the carry ping-pongs between two sets of buffers. The step loop runs on the host, so a program holding such a
-  scan is re-interpreted on each call, like one holding a while (its kernels stay compiled): the scan's host_sync
-  is a predicate of the equation (`steps_on_host`: its length), the one rule whose host reads depend on params.
-  Costs, measured on the 2-core CPU: a 16-unit tanh RNN of 200 steps builds in 0.6 s (unrolled: 60 s) and then
-  takes 15 ms a call (benchmarks/capture_overhead.py); flax nn.RNN(LSTM 128) over 256 steps: 0.4 s per forward
-  call (~1.5 ms a step: 5 kernels and the replay's Python).
+  scan is captured in stages around it, like one holding a while: the scan's host_sync is a predicate of the
+  equation (`steps_on_host`: its length), the one rule whose host reads depend on params.
+  Costs: the runner's "scan rnn" and "lstm" rows (python -m benchmarks); building a 200-step RNN takes ~1 s where
+  unrolling it took 60 s.
   Inside a capture (a stepped scan's body) a nested scan is unrolled.
 """
 import numpy as np
 from jax.extend.core import primitives as P
 from tinygrad import Tensor, Variable, dtypes as tg
 
-from ..capture import CapturedStep, empty_buffer, empty_buffers, layout, whole_buffers
+from ..capture import CapturedStep, empty_buffer, empty_buffers, layout, tensor_to_numpy, whole_buffers
 from ..interpreter import eval_closed_jaxpr, needs_host_sync, program_steps
 from ..ops import primitive, register
 from .numerics import DEVICE, const
@@ -51,7 +49,8 @@ def refuse_inside_jit_capture(what):
 
 def _host_int(t: Tensor) -> int:
   refuse_inside_jit_capture("a while_loop (or a cond around one)")
-  return int(t.to(DEVICE.get()).item())   # a folded constant has no device; without .to it would go through CPU
+  # (.to: a folded constant has no device, and would go through CPU; realized, it is read by the allocator's copy)
+  return int(tensor_to_numpy(t.to(DEVICE.get()).contiguous().realize()).reshape(-1)[0])
 
 
 # ---- cond / switch ---------------------------------------------------------------------------------------------
@@ -125,7 +124,7 @@ def _captured_while(cond_jaxpr, body_jaxpr, cond_consts, body_consts, carry):
     if (which := (n == 0, n % 2)) not in layouts: layouts[which] = layout([*cond_consts, *body_consts, *carry, *out, go])
     step.run(layouts[which])
     carry, n = list(out), n + 1
-    if not go.item(): return carry
+    if not tensor_to_numpy(go)[0]: return carry
 
 
 def _while_iteration(cond_jaxpr, body_jaxpr, n_cond, n_body):

@@ -339,7 +339,7 @@ def traced(prim, fn, *, host_sync: bool):
 
 
 _HOST_SYNC_NOTE = ("JAX's while loops: each iteration a replayed capture plus one host read; the program around them "
-                   "is re-interpreted per call")
+                   "is captured in stages")
 
 
 _up = lax_special._up_and_broadcast   # JAX's own wrapper: broadcasts, computes f16/bf16 in f32
