@@ -95,7 +95,7 @@ def collect_consts(closed):
 def needs_host_sync(closed) -> bool:
   """Whether evaluating this (Closed)Jaxpr reads values on the host (a while's trip count, a callback's arguments,
   a long scan's step loop): then a loop body holding it cannot be captured once, and a program holding it is
-  captured in stages around those reads (program.Stages)."""
+  captured in stages around those reads (stages.Stages)."""
   return any(reads_host(eqn) for eqn in (closed.jaxpr if isinstance(closed, jcore.ClosedJaxpr) else closed).eqns)
 
 

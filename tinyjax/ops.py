@@ -9,7 +9,7 @@ What else is known about a primitive is a flag on its Rule, read by the interpre
 table:
   note        what is partial about the rule (shown in the README's coverage table)
   host_sync   evaluating it reads values on the host (it runs a while loop, a callback): a program holding it is
-              captured in stages around it (program.Stages) instead of whole. A bool, or a predicate of the equation where
+              captured in stages around it (stages.Stages) instead of whole. A bool, or a predicate of the equation where
               it depends on the params (a scan steps on the host only past a length)
   moves_keys  a data-movement rule that typed PRNG keys pass through: the interpreter applies it to each uint32
               component of the key data (see keys.py)

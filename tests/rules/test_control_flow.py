@@ -16,7 +16,7 @@ from tinyjax.rules import control_flow
 
 def check_host_reads(fn, *args, **kw):
   """check() for programs that read the host (while_loop): lazily (jit=False) and captured in stages around the
-  reads (program.Stages), each called twice (the second call replays)."""
+  reads (stages.Stages), each called twice (the second call replays)."""
   want = jax.jit(fn)(*args)
   for f in (tiny(fn, jit=False), tiny(fn)):
     for _ in range(2):
@@ -168,11 +168,19 @@ def test_while_batched_predicate_and_empty_carry():
   check(jax.vmap(f, in_axes=(0, None)), x, np.zeros((0, 3), np.float32))
 
 
-def test_while_inside_while_body_is_interpreted_per_iteration():
-  def f(x):
-    inner = lambda v: lax.while_loop(lambda w: w < 8 * v[1], lambda w: w * 2, v[0])
-    return lax.while_loop(lambda v: v[1] < 4, lambda v: (inner(v), v[1] + 1), (x, 1.0))
-  check(f, np.float32(1.5))
+def test_while_inside_while_body_runs_as_stages():
+  """The outer body reads the host (the inner loop's predicate): it runs as captured stages around the inner loop,
+  built once per program, with trip counts that differ per outer iteration and per call."""
+  def f(x, y):
+    inner = lambda v: lax.while_loop(lambda w: w < 8 * v[1], lambda w: w * 2 + y, v[0])
+    return lax.while_loop(lambda v: v[1] < 4, lambda v: (jnp.tanh(inner(v)) * 9, v[1] + 1), (x, 1.0))
+  g = tiny(f)
+  for x in (1.5, 0.25, 3.0):
+    assert_same(g(np.float32(x), np.float32(0.5)), jax.jit(f)(np.float32(x), np.float32(0.5)))
+  (program,) = g.programs.values()
+  (staged,) = [v for k, v in program.state.steps.items() if k[0] == "staged while"]
+  cond_stages, body_stages = staged
+  assert [s.outputs is None for s in body_stages.stages] == [True, False]   # the inner while, then tanh * 9 captured
 
 
 

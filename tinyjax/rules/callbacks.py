@@ -6,7 +6,7 @@ callback receives (jax Arrays on the CPU device) and result conversion are JAX's
 program's device, checked against the declared shapes and dtypes.
 
 A callback must run on every call, with that call's values, so a program holding one cannot be replayed from a
-TinyJit capture: these primitives are registered with host_sync=True, and such programs run in stages (program.Stages):
+TinyJit capture: these primitives are registered with host_sync=True, and such programs run in stages (stages.Stages):
 the equations between callbacks are captured and replayed, the callbacks run on each call. For the same reason a cond whose branch holds
 a callback reads its index on the host and runs only the taken branch, and a callback in a loop body runs once per
 iteration, in order.

@@ -11,8 +11,9 @@ tinygrad graphs are static, so:
   sets of buffers. The program around the loop cannot be captured whole (the captured call's trip count would be
   baked in: a silently wrong answer), so the rule refuses to run while TinyJit is capturing;
   `interpreter.needs_host_sync`, reading the rules' host_sync, lets the program decide that before capturing, and
-  such programs are captured in stages around the loop (program.Stages), the loop itself evaluated on each call.
-  A body that itself reads the host (a nested while, a callback) is evaluated afresh each iteration instead.
+  such programs are captured in stages around the loop (stages.Stages), the loop itself evaluated on each call.
+  A predicate or body that itself reads the host (a nested while, a callback) runs as stages.Stages instead: each
+  iteration replays the captured stages between its host reads.
   Costs: the runner's "while_loop of 64x64 matmul + tanh" row (python -m benchmarks).
 - scan has a static length. A short one (length <= UNROLL_MAX_LENGTH) is unrolled, one copy of the body per step,
   into the surrounding graph, which the program's capture then replays whole. A longer one runs its body as kernels
@@ -32,6 +33,7 @@ from tinygrad import Tensor, Variable, dtypes as tg
 from ..capture import CapturedStep, empty_buffer, empty_buffers, layout, tensor_to_numpy, whole_buffers
 from ..interpreter import eval_closed_jaxpr, needs_host_sync, program_steps
 from ..ops import primitive, register
+from ..stages import Stages
 from .numerics import DEVICE, const
 
 
@@ -49,8 +51,8 @@ def refuse_inside_jit_capture(what):
 
 def _host_int(t: Tensor) -> int:
   refuse_inside_jit_capture("a while_loop (or a cond around one)")
-  # (.to: a folded constant has no device, and would go through CPU; realized, it is read by the allocator's copy)
-  return int(tensor_to_numpy(t.to(DEVICE.get()).contiguous().realize()).reshape(-1)[0])
+  # (.to: a folded constant has no device, and would go through CPU)
+  return int(tensor_to_numpy(t.to(DEVICE.get())).reshape(-1)[0])
 
 
 # ---- cond / switch ---------------------------------------------------------------------------------------------
@@ -93,11 +95,15 @@ def while_loop(*args, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
   refuse_inside_jit_capture("while_loop")
   if not (needs_host_sync(cond_jaxpr) or needs_host_sync(body_jaxpr)):
     return _captured_while(cond_jaxpr, body_jaxpr, cond_consts, body_consts, carry)
-  while True:   # (a loop in the loop: this one is evaluated afresh each iteration)
-    pred, = eval_closed_jaxpr(cond_jaxpr, *cond_consts, *carry)
+  # a loop in the loop (or a callback): the predicate and the body run as captured stages around their host reads
+  steps = program_steps()
+  if (staged := steps.get(key := ("staged while", id(cond_jaxpr), id(body_jaxpr)))) is None:
+    staged = steps[key] = (Stages(cond_jaxpr, DEVICE.get()), Stages(body_jaxpr, DEVICE.get()))
+  cond_stages, body_stages = staged
+  while True:
+    pred, = cond_stages.run([*cond_consts, *carry])
     if not _host_int(pred.any() if pred.ndim else pred): return carry
-    # realized, so that the next iteration starts from buffers, not from the whole history
-    carry = _on_device(_advance(pred, eval_closed_jaxpr(body_jaxpr, *body_consts, *carry), carry))
+    carry = _on_device(_advance(pred, body_stages.run([*body_consts, *carry]), carry))
 
 
 def _advance(pred, new, carry):
