@@ -337,3 +337,18 @@ def test_embedding_gradient_takes_the_sorted_path():
   GlobalCounters.reset()
   grad(table, ids).realize()
   assert GlobalCounters.global_ops < 20_000 * 256, f"{GlobalCounters.global_ops} ops: looks like the dense path"
+
+
+def test_nan_fill_launches_no_kernel_of_its_own():
+  """jnp.take's default mode fills out-of-bounds rows with NaN. The NaN is a one-element buffer (tinygrad would fold
+  NaN != NaN to False) copied in when the program is built, not filled by a kernel on every call."""
+  fn = lambda table, ids: jnp.take(table, ids, axis=0)
+  table, ids = np.arange(12, dtype=np.float32).reshape(4, 3), np.array([0, 3, 7, -9], np.int32)
+  f = tiny(fn)
+  check(fn, table, ids)
+  table_t, ids_t = Tensor(table).realize(), Tensor(ids).realize()
+  f(table_t, ids_t)
+  before = GlobalCounters.kernel_count
+  out = f(table_t, ids_t).numpy()
+  assert GlobalCounters.kernel_count - before == 1
+  np.testing.assert_array_equal(out, np.asarray(jax.jit(fn)(table, ids)))

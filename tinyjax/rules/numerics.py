@@ -7,10 +7,11 @@ import math
 import weakref
 
 import numpy as np
-from tinygrad import Tensor, dtypes as tg
+from tinygrad import Device, Tensor, dtypes as tg
 from tinygrad.dtype import DType
 from tinygrad.uop.ops import GroupOp, Ops
 
+from ..capture import numpy_to_tensor
 from ..dtypes import HALF_FLOATS, QUIET_NAN, is_key_dtype, same_width_int, same_width_uint, to_jax, to_tiny
 
 DEVICE = contextvars.ContextVar("tinyjax_device", default=None)   # set by the interpreter while a program is built
@@ -19,7 +20,8 @@ DEVICE = contextvars.ContextVar("tinyjax_device", default=None)   # set by the i
 def const(value, dtype, shape=(), buffer: bool = False) -> Tensor:
   """A constant of a JAX or tinygrad dtype in `shape`, folded into the kernels that use it; a typed key dtype gives
   its key data. buffer=True makes it a buffer on the program's device instead (a loop's state, overwritten by each
-  step). NaN always gets a buffer, of one element: tinygrad 0.14 folds `NaN != NaN` (its isnan) to False."""
+  step). NaN always gets a buffer, of one element: tinygrad 0.14 folds `NaN != NaN` (its isnan) to False. That
+  buffer is copied in from the host when the program is built (no kernel: a fill would run on every replay)."""
   if not isinstance(dtype, DType) and is_key_dtype(dtype):
     return const(value, np.uint32, tuple(shape) + tuple(dtype._impl.key_shape), buffer)
   dtype = to_jax(dtype) if isinstance(dtype, DType) else np.dtype(dtype)
@@ -27,7 +29,8 @@ def const(value, dtype, shape=(), buffer: bool = False) -> Tensor:
   value, tiny = np.asarray(value, dtype=dtype).item(), to_tiny(dtype)
   if buffer: return Tensor.full(shape, value, dtype=tiny, device=DEVICE.get())
   if isinstance(value, float) and math.isnan(value):
-    return Tensor.full((), value, dtype=tiny, device=DEVICE.get()).reshape((1,) * len(shape)).expand(shape)
+    nan = numpy_to_tensor(np.array([value], dtype), DEVICE.get() or Device.DEFAULT)
+    return nan.reshape((1,) * len(shape)).expand(shape)
   # buffer=False: tinygrad 0.14's Tensor.full otherwise materializes a buffer (one more kernel per constant)
   return Tensor.full(shape, value, dtype=tiny, buffer=False)
 
