@@ -1,11 +1,13 @@
 """The `tiny` contract: pytrees in and out, leaf kinds, static arguments, the signature cache, output lifetime,
 the lazy mode, devices, and errors that name the primitive and the user's line."""
 import dataclasses
+import functools
 import os
 import shutil
 import weakref
 
 import flax
+from hypothesis import given, strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -292,3 +294,158 @@ def test_returning_a_token_is_a_type_error():
   from jax import lax
   with pytest.raises(TypeError, match="token"):
     tiny(lambda x: (x + 1, lax.create_token()))(np.float32(1))
+
+
+# ---- composition with JAX transformations, jax.jit's calling conventions, AOT methods --------------------------
+
+def loss_fn(w, x): return jnp.sum(jnp.sin(w) * x) + jnp.mean(w ** 2)
+
+W, X = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3), np.arange(6, dtype=np.float32).reshape(2, 3)
+TRANSFORMS = {   # each applied to tiny(loss_fn) and to loss_fn itself
+  "grad": lambda f: jax.grad(f)(W, X),
+  "value_and_grad": lambda f: jax.value_and_grad(f, argnums=(0, 1))(W, X),
+  "vmap": lambda f: jax.vmap(f)(W, X),
+  "jit": lambda f: jax.jit(f)(W, X),
+  "jvp": lambda f: jax.jvp(f, (W, X), (np.ones_like(W), np.zeros_like(X))),
+  "scan": lambda f: jax.lax.scan(lambda c, wx: (c + f(*wx), c), 0.0, (W, X)),
+  "hessian": lambda f: jax.hessian(f)(W[0], X[0]),
+}
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS.values(), ids=TRANSFORMS.keys())
+def test_under_a_transformation_tiny_is_the_function_it_wraps(transform):
+  g = tiny(loss_fn)
+  assert_same(transform(g), transform(loss_fn))
+  assert g.trace_count == 0 and not g.programs   # JAX traced through it: nothing built on tinygrad
+
+
+def test_eval_shape_of_a_tiny_function():
+  assert jax.eval_shape(tiny(f_tree), {"w": W, "b": 1.0}, X) == jax.eval_shape(f_tree, {"w": W, "b": 1.0}, X)
+
+
+def test_static_args_under_a_transformation():
+  def f(x, n, *, scale): return jnp.sum(x ** n) * scale
+  g = tiny(f, static_argnums=1, static_argnames="scale")
+  want = jax.grad(f)(W, 3, scale=2.0)
+  assert_same(jax.grad(g)(W, 3, scale=2.0), want)
+  assert_same(jax.grad(lambda x: g(x, n=3, scale=2.0))(W), want)   # a static_argnums argument by keyword
+  with pytest.raises(TypeError, match=r"static argument 'scale' must be hashable"):
+    jax.grad(g)(W, 3, scale=[2.0])
+  with pytest.raises(TypeError, match="hashable"):   # a tracer in a static position is unhashable, as for jax.jit
+    jax.grad(lambda n: g(W, n, scale=1.0))(3.0)
+
+
+def test_tinygrad_arguments_and_constants_under_a_transformation():
+  """Under a transformation the wrapped function gets tinygrad Tensors and TinyKeys as host arrays and jax keys, and a
+  tiny function called with constants while JAX traces (inside jax.jit, or nested in another tiny function) is
+  traced too: it does not run on tinygrad and hand Tensors to JAX."""
+  g, x_tg = tiny(loss_fn), Tensor(X).realize()
+  assert_same(jax.grad(lambda w: g(w, x_tg))(W), jax.grad(loss_fn)(W, X))
+  noise = tiny(lambda k, x: x + jax.random.normal(k, x.shape))
+  key = jax.random.key(0)
+  key_tg = tinyjax.to_tinygrad(key)
+  assert_same(jax.jit(lambda x: noise(key_tg, x) * 2)(X), jax.jit(lambda x: noise.fun(key, x) * 2)(X))
+  assert_same(jax.jit(lambda x: x * g(W, np.ones_like(X)))(X), jax.jit(lambda x: x * loss_fn(W, np.ones_like(X)))(X))
+  outer = tiny(lambda w, x: g(w, x) + g(w, np.ones_like(X)))
+  assert_same(outer(W, X), jax.jit(lambda w, x: loss_fn(w, x) + loss_fn(w, np.ones_like(X)))(W, X))
+  assert g.trace_count == 0 and outer.trace_count == 1
+
+
+def statics_seen(seen):
+  """Functions that record, while traced, which of their arguments arrived as Python values (static, or defaults)."""
+  def plain(a, b, c=30, *, d=40):
+    seen.append(tuple(not isinstance(v, jax.core.Tracer) for v in (a, b, c, d)))
+    return jnp.asarray(a) + b + c + d
+  def positional_only_and_var_kwargs(a, /, b, c=30, **kw):
+    seen.append(tuple(not isinstance(v, jax.core.Tracer) for v in (a, b, c, *kw.values())))
+    return jnp.asarray(a) + b + c + sum(kw.values())
+  def var_positional(a, b=20, *rest, d=40):
+    seen.append(tuple(not isinstance(v, jax.core.Tracer) for v in (a, b, *rest, d)))
+    return jnp.asarray(a) + b + sum(rest) + d
+  return plain, positional_only_and_var_kwargs, var_positional
+
+# for each function above: the arguments a call can pass by position (in order), by keyword, and must pass
+CALLS = [("abc", "abcd", "ab"), ("abc", "bcz", "ab"), ("abxy", "abd", "a")]
+
+
+def outcome(jitted, seen, args, kwargs):
+  """What a call does: its output and which arguments were static, or the type of the error it raises."""
+  try:
+    out = jitted()(*args, **kwargs)
+    return int(np.asarray(out.numpy() if isinstance(out, Tensor) else out)), seen[-1]
+  except (TypeError, ValueError) as e: return type(e)
+
+
+@given(st.data())
+def test_static_argnums_and_argnames_resolve_as_jax_jit(data):
+  """Generated static_argnums/static_argnames (negative, out of range, unknown names) and calls mixing positions and
+  keywords: tiny sees the same static arguments and returns the same value, or raises the same kind of error."""
+  which = data.draw(st.integers(0, 2), "function")
+  positional, keywords, required = CALLS[which]
+  n_positional = data.draw(st.integers(1 if which == 1 else 0, len(positional)), "positional")   # (a is positional-only)
+  optional = [k for k in keywords if k not in positional[:n_positional] and k not in required]
+  by_keyword = [k for k in required if k not in positional[:n_positional]] + data.draw(st.lists(st.sampled_from(optional), unique=True) if optional else st.just([]), "keywords")
+  args, kwargs = tuple(range(1, n_positional + 1)), {k: 100 * (i + 1) for i, k in enumerate(by_keyword)}
+  options = dict(static_argnums=data.draw(st.none() | st.lists(st.integers(-4, 3), max_size=3), "static_argnums"),
+                 static_argnames=data.draw(st.none() | st.lists(st.sampled_from("abcdz"), max_size=3), "static_argnames"))
+  seen_jax, seen_tiny = [], []
+  want = outcome(lambda: jax.jit(statics_seen(seen_jax)[which], **options), seen_jax, args, kwargs)
+  got = outcome(lambda: tiny(statics_seen(seen_tiny)[which], **options), seen_tiny, args, kwargs)
+  assert got == want
+
+
+def test_static_argnums_by_keyword_argnames_by_position_and_negative():
+  def f(x, n, mode="add"): return x * n if mode == "mul" else x + n
+  for options, args, kwargs in [(dict(static_argnums=(1, 2)), (X,), dict(n=3, mode="mul")),
+                                (dict(static_argnames=("n", "mode")), (X, 3, "mul"), {}),
+                                (dict(static_argnums=-1), (X, 3, "mul"), {}),
+                                (dict(static_argnums=(-2, 2)), (X, 3, "mul"), {})]:
+    g = tiny(f, **options)
+    assert_same(g(*args, **kwargs), jax.jit(f, **options)(*args, **kwargs))
+    assert_same(g(*args, **kwargs), jax.jit(f, **options)(*args, **kwargs))
+    assert g.trace_count == 1
+  with pytest.raises(ValueError, match="positional"):
+    tiny(f, static_argnums=5)
+  with pytest.raises(ValueError, match="len"):
+    tiny(f, static_argnums=-3)(X, 3)
+
+
+def test_unhashable_static_names_the_argument():
+  g = tiny(lambda x, n, *, mode: x, static_argnums=1, static_argnames="mode")
+  with pytest.raises(TypeError, match=r"static argument 1 \('n'\) must be hashable, got list"):
+    g(X, [1], mode="a")
+  with pytest.raises(TypeError, match=r"static argument 'mode' must be hashable, got dict"):
+    g(X, 1, mode={})
+
+
+def test_static_values_of_equal_value_and_different_type_are_different_signatures():
+  """1, 1.0 and True are equal and hash alike, but trace differently (int * float is float): keyed with their types,
+  as jax.jit keys them."""
+  g, reference = tiny(lambda x, n: x * n, static_argnums=1), jax.jit(lambda x, n: x * n, static_argnums=1)
+  for n in (1, 1.0, True, 1):
+    assert_same(g(np.arange(3, dtype=np.int32), n), reference(np.arange(3, dtype=np.int32), n))
+  assert g.trace_count == 3
+
+
+def test_trace_and_eval_shape_run_nothing():
+  def f(params, x, n): return (f_tree(params, x * n), jnp.arange(n))
+  g = tiny(f, static_argnames="n")
+  params, spec = {"w": W, "b": 1.0}, jax.ShapeDtypeStruct(X.shape, X.dtype)
+  kernels = GlobalCounters.kernel_count
+  for x in (X, spec, Tensor(X)):
+    assert str(g.trace(params, x, n=3)) == str(jax.jit(f, static_argnames="n").trace(params, X, n=3).jaxpr)
+    assert g.eval_shape(params, x, n=3) == jax.eval_shape(functools.partial(f, n=3), params, X)
+  assert GlobalCounters.kernel_count == kernels and g.trace_count == 0 and not g.programs
+  with pytest.raises(TypeError, match="ShapeDtypeStruct"):
+    g(params, spec, n=3)
+
+
+def test_clear_cache_drops_the_programs():
+  g = tiny(lambda x: jnp.tanh(x) * 2)
+  first = g(X)
+  assert len(g.programs) == 1 and g.trace_count == 1
+  g.clear_cache()
+  assert not g.programs
+  assert_same(g(X), jax.jit(g.fun)(X))
+  assert g.trace_count == 2 and len(g.programs) == 1
+  assert_same(first, jax.jit(g.fun)(X))   # an earlier output outlives its program
