@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 from jax import lax
+from tinygrad import GlobalCounters, Tensor
 
-from parity import FLOATS, INTS, arrays, shapes
+from parity import FLOATS, INTS, arrays, check, shapes
 import test_shapes
 import tinyjax
 from tinyjax import tiny
@@ -376,3 +377,17 @@ def test_signed_zero_as_xla(name, dtype):
   assert got.dtype == want.dtype and got.shape == want.shape
   np.testing.assert_array_equal(np.signbit(got.astype(np.float32)), np.signbit(want.astype(np.float32)))
   np.testing.assert_array_equal(got.astype(np.float32), want.astype(np.float32))
+
+
+@pytest.mark.parametrize("operand, kernels", [(jnp.tanh, 2), (jax.nn.gelu, 2), (lambda x: x * 2 + 1, 1), (lambda x: x, 1)])
+def test_matmul_operand_with_transcendentals_is_computed_once(operand, kernels):
+  """tinygrad would fuse an operand's producer into the matmul's inner loop, recomputing it for every output column:
+  one computed with transcendentals gets a kernel of its own; a cheaper one stays fused."""
+  fn = lambda x, w: operand(x) @ w
+  x, w = (np.random.default_rng(0).normal(size=(16, 16)).astype(np.float32) for _ in range(2))
+  check(fn, x, w)
+  f, args = tiny(fn), [Tensor(a).realize() for a in (x, w)]
+  f(*args)
+  before = GlobalCounters.kernel_count
+  f(*args)
+  assert GlobalCounters.kernel_count - before == kernels
