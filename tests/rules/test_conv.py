@@ -19,7 +19,7 @@ from jax import lax
 from jax._src.lax.windowed_reductions import _select_and_scatter, _select_and_scatter_add
 
 from test_reductions import check   # parity.check; a bf16 case the toolchain cannot compile or link is rejected, not failed
-from tinygrad import Tensor
+from tinygrad import GlobalCounters, Tensor
 from tinyjax import tiny
 
 FLOATS = [np.float32, np.float16, jnp.bfloat16]
@@ -408,3 +408,19 @@ def test_select_and_scatter_add_unsupported_raise():
   g = lambda s, o: _select_and_scatter_add(s, o, lax.ge_p, (2,), (1,), ((-1, 1),))
   with pytest.raises(NotImplementedError, match="negative padding"):
     tiny(g)(np.ones(3, np.float32), np.arange(4, dtype=np.float32))
+
+
+@pytest.mark.parametrize("operand, padding, kernels", [(jnp.tanh, "VALID", 2), (lambda x: x * 2 + 1, "VALID", 1),
+                                                      (jnp.tanh, "SAME", 2), (lambda x: x * 2 + 1, "SAME", 2)])
+def test_conv_operand_with_transcendentals_is_computed_once(operand, padding, kernels):
+  """As for matmuls (test_reductions): an input computed with transcendentals gets a kernel of its own rather than
+  being recomputed for every output channel inside the convolution's loop; a padded input's copy is that kernel."""
+  fn = lambda x, w: lax.conv_general_dilated(operand(x), w, (1, 1), padding)
+  rng = np.random.default_rng(0)
+  x, w = rng.normal(size=(2, 3, 8, 8)).astype(np.float32), rng.normal(size=(4, 3, 3, 3)).astype(np.float32)
+  check(fn, x, w, rtol=1e-5, atol=1e-5)
+  f, args = tiny(fn), [Tensor(a).realize() for a in (x, w)]
+  f(*args)
+  before = GlobalCounters.kernel_count
+  f(*args)
+  assert GlobalCounters.kernel_count - before == kernels

@@ -23,7 +23,7 @@ from tinygrad import Tensor, dtypes as tg
 
 from ..dtypes import EXPONENT_MASK, accumulator, same_width_uint, to_tiny
 from ..ops import register
-from .numerics import const, iota_along, is_bool, is_float, nan_where
+from .numerics import computed_once, const, iota_along, is_bool, is_float, nan_where
 from .reductions import MONOID_REDUCTIONS, apply_body, fold, identity, monoid_applies, monoid_bodies, signed_zero
 from .shapes import _interleave_zeros, pad
 
@@ -64,7 +64,7 @@ def conv_general_dilated(lhs, rhs, *, window_strides, padding, lhs_dilation, rhs
   out_dtype = to_tiny(preferred_element_type) if preferred_element_type is not None else lhs.dtype
   # bool: count the true products, then test for nonzero; halves: products are exact in float32, so accumulate there
   compute = tg.int32 if out_dtype == tg.bool else accumulator(out_dtype)
-  x, w = lhs.permute(lhs_spec).cast(compute), rhs.permute(rhs_spec).cast(compute)   # (N, C, *S), (O, I, *K)
+  x, w = lhs.permute(lhs_spec).cast(compute), computed_once(rhs).permute(rhs_spec).cast(compute)   # (N, C, *S), (O, I, *K)
   (n, c), spatial = x.shape[:2], x.shape[2:]
   (o, i), window = w.shape[:2], w.shape[2:]
   groups = feature_group_count
@@ -79,6 +79,7 @@ def conv_general_dilated(lhs, rhs, *, window_strides, padding, lhs_dilation, rhs
     return _to_out(const(0, out_dtype, out_shape), out_spec)
   x = _dilate_and_pad(x, 2, lhs_dilation, padding)
   if any(d > 1 for d in lhs_dilation) or any(p != (0, 0) for p in padding): x = x.contiguous()   # see _windows
+  else: x = computed_once(x)   # (the padded copy above computes x once already)
   if batch_group_count > 1:
     # XLA splits the batch as (batch_group_count, N/bgc), group-major; output feature group g reads batch group g
     x = x.reshape(groups, n, c, *padded).permute(1, 0, 2, *range(3, 3 + len(padded))).reshape(n, groups * c, *padded)

@@ -16,11 +16,10 @@ import numpy as np
 from jax.extend import core as jcore
 from jax.extend.core import primitives as P
 from tinygrad import Tensor, dtypes as tg
-from tinygrad.uop.ops import Ops
 
 from ..dtypes import accumulator, same_width_uint, to_tiny
 from ..ops import RULES, register
-from .numerics import bits, const, fabs, iota_along, is_bool, is_float, is_unsigned, jdtype, nan_where, signbit, wrap_int
+from .numerics import bits, computed_once, const, fabs, iota_along, is_bool, is_float, is_unsigned, jdtype, nan_where, signbit, wrap_int
 
 
 # ---- the monoids -----------------------------------------------------------------------------------------------
@@ -320,19 +319,6 @@ def cumlogsumexp(x, *, axis, reverse): return _scan(x, axis, reverse, "logsumexp
 
 # ---- dot_general -----------------------------------------------------------------------------------------------
 
-_TRANSCENDENTAL = {Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.SQRT, Ops.RECIPROCAL}
-_KERNEL_INPUTS = {Ops.BUFFER, Ops.CONTIGUOUS, Ops.REDUCE}   # where a matmul kernel's operand graph starts
-
-
-def _operand(x: Tensor) -> Tensor:
-  """A matmul operand as its kernel reads it: a value computed with transcendentals (an activation, a softmax, a
-  normalization) is written to a buffer first; anything cheaper (views, casts, a concatenation, a scale) stays fused.
-  Left lazy, tinygrad fuses the producer into the matmul's inner loop, where it is recomputed for every output
-  column: a GPT's GELU before its 64 x 256 projection ran 256 times per element (20 ms of a 44 ms step on CPU)."""
-  graph = x.uop.toposort(gate=lambda u: u.op not in _KERNEL_INPUTS)
-  return x.contiguous() if any(u.op in _TRANSCENDENTAL for u in graph) else x
-
-
 @register(P.dot_general_p)
 def dot_general(lhs, rhs, *, dimension_numbers, precision=None, preferred_element_type=None, out_sharding=None):
   """Any contraction and batch dims: permute both sides to (batch, free, contract) / (batch, contract, free),
@@ -340,7 +326,7 @@ def dot_general(lhs, rhs, *, dimension_numbers, precision=None, preferred_elemen
   (lc, rc), (lb, rb) = dimension_numbers
   out_dtype = to_tiny(preferred_element_type) if preferred_element_type is not None else lhs.dtype
   compute = out_dtype if out_dtype != tg.bool else tg.int32   # bool: any(and) as a count of pairs that are both True
-  lhs, rhs = _operand(lhs).cast(compute), _operand(rhs).cast(compute)
+  lhs, rhs = computed_once(lhs).cast(compute), computed_once(rhs).cast(compute)
   lf = [d for d in range(lhs.ndim) if d not in lc and d not in lb]
   rf = [d for d in range(rhs.ndim) if d not in rc and d not in rb]
   batch = [lhs.shape[d] for d in lb]
