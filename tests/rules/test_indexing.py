@@ -14,6 +14,7 @@ from hypothesis.extra import numpy as hnp
 from jax import lax
 from tinygrad import GlobalCounters, Tensor
 
+import tinyjax
 import tinyjax.rules.indexing as indexing
 from parity import arrays, check
 from tinyjax import tiny
@@ -344,11 +345,5 @@ def test_nan_fill_launches_no_kernel_of_its_own():
   NaN != NaN to False) copied in when the program is built, not filled by a kernel on every call."""
   fn = lambda table, ids: jnp.take(table, ids, axis=0)
   table, ids = np.arange(12, dtype=np.float32).reshape(4, 3), np.array([0, 3, 7, -9], np.int32)
-  f = tiny(fn)
   check(fn, table, ids)
-  table_t, ids_t = Tensor(table).realize(), Tensor(ids).realize()
-  f(table_t, ids_t)
-  before = GlobalCounters.kernel_count
-  out = f(table_t, ids_t).numpy()
-  assert GlobalCounters.kernel_count - before == 1
-  np.testing.assert_array_equal(out, np.asarray(jax.jit(fn)(table, ids)))
+  assert len(tinyjax.kernels(tiny(fn), table, ids)) == 1

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 from jax import lax
-from tinygrad import GlobalCounters, Tensor
 
 from parity import FLOATS, INTS, arrays, check, shapes
 import test_shapes
@@ -386,8 +385,4 @@ def test_matmul_operand_with_transcendentals_is_computed_once(operand, kernels):
   fn = lambda x, w: operand(x) @ w
   x, w = (np.random.default_rng(0).normal(size=(16, 16)).astype(np.float32) for _ in range(2))
   check(fn, x, w)
-  f, args = tiny(fn), [Tensor(a).realize() for a in (x, w)]
-  f(*args)
-  before = GlobalCounters.kernel_count
-  f(*args)
-  assert GlobalCounters.kernel_count - before == kernels
+  assert len(tinyjax.kernels(tiny(fn), x, w)) == kernels   # (launches per call, a device graph's opened up)
