@@ -44,7 +44,7 @@ def whole_buffers(tensors, device):
   realized buffer is silently left out of TinyJit's inputs, shifting every later one.)"""
   out, copies = list(tensors), []
   for i, t in enumerate(out):
-    if math.prod(t.shape) == 0 or (_is_whole_buffer(t.uop) and t.device == device): continue
+    if (_is_whole_buffer(t.uop) and t.device == device) or 0 in t.shape: continue
     # (into a buffer on the device: a folded constant has none, and contiguous() of a view can be the view itself)
     out[i] = Tensor.empty(*t.shape, dtype=t.dtype, device=device).assign(t.to(device) if t.device != device else t)
     copies.append(out[i])
@@ -154,9 +154,9 @@ def layout(tensors) -> Layout:
   ping-pong) may keep it and call `CapturedStep.run` with it, saving the work per replay."""
   unique, index, positions = [], {}, []
   for t in tensors:
-    if math.prod(t.shape) == 0: positions.append((tuple(t.shape), t.dtype)); continue
-    if id(t.uop.base) not in index: index[id(t.uop.base)] = len(unique); unique.append(t)
-    positions.append(index[id(t.uop.base)])
+    if 0 in (shape := t.shape): positions.append((tuple(shape), t.dtype)); continue
+    if (i := index.get(base := id(t.uop.base))) is None: i = index[base] = len(unique); unique.append(t)
+    positions.append(i)
   return Layout(unique, tuple(positions))
 
 

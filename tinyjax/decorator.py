@@ -146,7 +146,7 @@ class tiny:
       program = self.programs[key] = Program(closed_jaxpr, jax.tree_util.tree_structure(out_shape), device, self.jit)
     into = program.host_inputs.take() if any(not isinstance(x, (Tensor, TinyKey)) for x in leaves) else [None] * len(leaves)
     outs = program([leaf_to_tensor(x, s, device, b) for x, s, b in zip(leaves, sigs, into)])
-    outs = [TinyKey(o, aval.dtype) if is_key_dtype(aval.dtype) else o for o, aval in zip(outs, program.out_avals)]
+    outs = [TinyKey(o, aval.dtype) if key else o for o, aval, key in zip(outs, program.out_avals, program.key_outputs)]
     return jax.tree_util.tree_unflatten(program.out_tree, outs)
 
   def trace(self, *args, **kwargs):

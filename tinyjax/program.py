@@ -10,7 +10,7 @@ import math
 from tinygrad import Tensor
 
 from .capture import BufferSets, CapturedStep, empty_buffers, layout, whole_buffers
-from .dtypes import physical_shape
+from .dtypes import is_key_dtype, physical_shape
 from .interpreter import ProgramState, building, collect_consts, const_tensor, eval_closed_jaxpr, needs_host_sync
 from .stages import Stages
 
@@ -30,6 +30,7 @@ class Program:
     if tokens := [str(a) for a in self.out_avals if not hasattr(a, "shape")]:
       raise TypeError(f"tinyjax: the function returns {', '.join(tokens)} (an ordering token from lax.create_token or "
                       f"after_all); tokens work inside a tiny function but cannot be returned from it")
+    self.key_outputs = [is_key_dtype(a.dtype) for a in self.out_avals]   # (outputs the decorator wraps as TinyKeys)
     self.state = ProgramState(device)
     with building(self.state):
       consts = [const_tensor(c) for c in collect_consts(closed_jaxpr)]
