@@ -94,7 +94,7 @@ MANIFEST: dict[str, Patch] = {p.name: p for p in [
   Patch("reduce-collapse", "tinygrad.codegen.simplify.reduce_collapse",
         "inside tinygrad's reduce collapse (a sum over a one-hot mask becomes a load) the float guards stay off: its mask "
         "algebra needs those rules, and without them optax.ctc_loss hit the rewrite stack limit",
-        "tests/test_programs.py::test_program[optax.ctc_loss]",
+        "tests/test_programs.py::test_ctc_loss_with_its_log_probabilities_fused_into_the_contraction",
         "code swapped for a depth counter around the original: pm_reduce_simplify holds the function itself and "
         "reduce_load_collapse calls it by its global name", lambda: [float_rules.find_collapse()],
         lambda targets, active: float_rules.count_collapse(targets[0])),
